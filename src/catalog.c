@@ -1,0 +1,94 @@
+/*-------------------------------------------------------------------------
+ *
+ * catalog.c
+ *	  Backend-local cache of the OIDs of the extension's table, sequence
+ *	  and indexes, so hot paths do no name lookups.
+ *
+ * The cache is dropped on any relcache invalidation of a cached relation
+ * (DROP/CREATE EXTENSION, ALTER, REINDEX ...) and rebuilt on next use.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/namespace.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+
+#include "eventstore.h"
+
+static EsCatalog es_catalog;
+static bool es_catalog_valid = false;
+
+/* Forget the cached OIDs when one of our relations changes. */
+static void
+es_catalog_invalidate(Datum arg pg_attribute_unused(), Oid relid)
+{
+	if (!es_catalog_valid)
+		return;
+	if (relid == InvalidOid ||
+		relid == es_catalog.events ||
+		relid == es_catalog.position_seq ||
+		relid == es_catalog.pkey_idx ||
+		relid == es_catalog.stream_idx ||
+		relid == es_catalog.event_id_idx ||
+		relid == es_catalog.category_idx ||
+		relid == es_catalog.type_idx)
+		es_catalog_valid = false;
+}
+
+/* Register the invalidation callback once per backend (from _PG_init). */
+void
+EsCatalogRegisterCallbacks(void)
+{
+	CacheRegisterRelcacheCallback(es_catalog_invalidate, (Datum) 0);
+}
+
+/* Look up one relation of the schema, failing clearly if it is missing. */
+static Oid
+es_lookup_rel(Oid nsp, const char *name)
+{
+	Oid			relid = get_relname_relid(name, nsp);
+
+	if (!OidIsValid(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("relation \"eventstore.%s\" does not exist", name),
+				 errhint("Reinstall the extension: DROP EXTENSION eventstore; CREATE EXTENSION eventstore;")));
+	return relid;
+}
+
+/*
+ * Return the OIDs of the extension's objects in the current database,
+ * looking them up only when the cache is cold.
+ */
+const EsCatalog *
+EsGetCatalog(void)
+{
+	Oid			nsp;
+	EsCatalog	c;
+
+	if (es_catalog_valid)
+		return &es_catalog;
+
+	EsRequirePreloaded();
+
+	nsp = get_namespace_oid("eventstore", true);
+	if (!OidIsValid(nsp))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("extension \"eventstore\" is not installed in this database"),
+				 errhint("Run CREATE EXTENSION eventstore;")));
+
+	c.events = es_lookup_rel(nsp, "events");
+	c.position_seq = es_lookup_rel(nsp, "global_position_seq");
+	c.pkey_idx = es_lookup_rel(nsp, "events_pkey");
+	c.stream_idx = es_lookup_rel(nsp, "events_stream_version_key");
+	c.event_id_idx = es_lookup_rel(nsp, "events_event_id_key");
+	c.category_idx = es_lookup_rel(nsp, "events_category_idx");
+	c.type_idx = es_lookup_rel(nsp, "events_type_idx");
+
+	es_catalog = c;
+	es_catalog_valid = true;
+	return &es_catalog;
+}

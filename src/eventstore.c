@@ -1,0 +1,122 @@
+/*-------------------------------------------------------------------------
+ *
+ * eventstore.c
+ *	  Module entry: _PG_init, settings, shared memory hooks, and the
+ *	  small SQL helpers that belong to no other file.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "miscadmin.h"
+#include "storage/ipc.h"
+#include "storage/shmem.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#if PG_VERSION_NUM >= 160000
+#include "varatt.h"
+#endif
+
+#include "eventstore.h"
+
+PG_MODULE_MAGIC;
+
+/* eventstore.max_event_size: bytes of data + metadata per event */
+int			es_max_event_size = 1024 * 1024;
+
+/* true when the library was loaded through shared_preload_libraries */
+bool		es_preloaded = false;
+
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+void		_PG_init(void);
+
+/* Ask for the shared memory of the in-flight registry. */
+static void
+es_shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	RequestAddinShmemSpace(EsRegistryShmemSize());
+}
+
+/* Create or attach to the in-flight registry. */
+static void
+es_shmem_startup(void)
+{
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+	EsRegistryShmemInit();
+}
+
+/*
+ * Module load.  Settings are defined whenever the library is loaded; the
+ * shared memory and its hooks only when it is preloaded.
+ */
+void
+_PG_init(void)
+{
+	DefineCustomIntVariable("eventstore.max_event_size",
+							"Largest accepted event (data plus metadata, as stored).",
+							"Appends of a larger event fail with SQLSTATE 54000.",
+							&es_max_event_size,
+							1024 * 1024,
+							1024,
+							MaxAllocSize / 2,
+							PGC_SUSET,
+							GUC_UNIT_BYTE,
+							NULL, NULL, NULL);
+	MarkGUCPrefixReserved("eventstore");
+
+	EsCatalogRegisterCallbacks();
+
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+
+	es_preloaded = true;
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = es_shmem_request;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = es_shmem_startup;
+	EsRegistryRegisterCallbacks();
+}
+
+/* Error out, with a hint naming the setting, unless preloaded. */
+void
+EsRequirePreloaded(void)
+{
+	if (!es_preloaded)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("eventstore must be loaded via \"shared_preload_libraries\""),
+				 errdetail("The gap-safe global feed keeps its registry of in-flight appends in shared memory."),
+				 errhint("Add eventstore to \"shared_preload_libraries\" in postgresql.conf and restart the server.")));
+}
+
+PG_FUNCTION_INFO_V1(eventstore_assert_preloaded);
+
+/* SQL: called by the install script so CREATE EXTENSION fails early. */
+Datum
+eventstore_assert_preloaded(PG_FUNCTION_ARGS)
+{
+	EsRequirePreloaded();
+	PG_RETURN_VOID();
+}
+
+PG_FUNCTION_INFO_V1(eventstore_category);
+
+/* SQL: category(stream) -- the part of the name before the first '-'. */
+Datum
+eventstore_category(PG_FUNCTION_ARGS)
+{
+	text	   *stream = PG_GETARG_TEXT_PP(0);
+	const char *s = VARDATA_ANY(stream);
+	int			len = VARSIZE_ANY_EXHDR(stream);
+	const char *dash = memchr(s, '-', len);
+
+	if (dash == NULL)
+		PG_RETURN_TEXT_P(stream);
+	PG_RETURN_TEXT_P(cstring_to_text_with_len(s, dash - s));
+}

@@ -1,0 +1,77 @@
+/*-------------------------------------------------------------------------
+ *
+ * eventstore.h
+ *	  Declarations shared by the eventstore extension's source files.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef EVENTSTORE_H
+#define EVENTSTORE_H
+
+#include "postgres.h"
+
+#include "fmgr.h"
+#include "utils/snapshot.h"
+
+/* Limits on names (bytes). */
+#define ES_MAX_STREAM_NAME	255
+#define ES_MAX_EVENT_TYPE	255
+
+/* SQLSTATEs of the contract. */
+#define ERRCODE_ES_WRONG_EXPECTED_VERSION	MAKE_SQLSTATE('E','S','0','0','1')
+#define ERRCODE_ES_STREAM_DELETED			MAKE_SQLSTATE('E','S','0','0','2')
+#define ERRCODE_ES_EVENT_ID_REUSED			MAKE_SQLSTATE('E','S','0','0','3')
+#define ERRCODE_ES_CHECKPOINT_MISMATCH		MAKE_SQLSTATE('E','S','0','0','4')
+
+/*
+ * Attribute numbers (1-based) of eventstore.events; the first
+ * ES_NUM_EVENT_COLS columns are also the columns of eventstore.event.
+ */
+#define Anum_es_position		1
+#define Anum_es_stream			2
+#define Anum_es_version			3
+#define Anum_es_event_id		4
+#define Anum_es_event_type		5
+#define Anum_es_data			6
+#define Anum_es_metadata		7
+#define Anum_es_created_at		8
+#define ES_NUM_EVENT_COLS		8
+
+/* OIDs of the extension's objects in the current database (catalog.c). */
+typedef struct EsCatalog
+{
+	Oid			events;			/* eventstore.events */
+	Oid			position_seq;	/* eventstore.global_position_seq */
+	Oid			pkey_idx;		/* (global_position) */
+	Oid			stream_idx;		/* (stream, stream_version) */
+	Oid			event_id_idx;	/* (event_id) */
+	Oid			category_idx;	/* (category(stream), global_position) */
+	Oid			type_idx;		/* (event_type, global_position) */
+} EsCatalog;
+
+/* eventstore.c */
+extern int	es_max_event_size;
+extern bool es_preloaded;
+extern void EsRequirePreloaded(void);
+
+/* catalog.c */
+extern const EsCatalog *EsGetCatalog(void);
+extern void EsCatalogRegisterCallbacks(void);
+
+/* registry.c */
+extern Size EsRegistryShmemSize(void);
+extern void EsRegistryShmemInit(void);
+extern void EsRegistryRegisterCallbacks(void);
+extern int64 EsAllocatePosition(const EsCatalog *cat);
+extern int64 EsSafeHorizon(const EsCatalog *cat);
+
+/* stream.c */
+extern void EsCheckStreamName(text *stream);
+extern void EsLockStream(text *stream);
+extern int64 EsCurrentVersion(const EsCatalog *cat, text *stream,
+							  Snapshot snapshot);
+extern bool EsFindEventById(const EsCatalog *cat, Datum event_id,
+							Snapshot snapshot, text **stream, int64 *version,
+							int64 *position);
+
+#endif							/* EVENTSTORE_H */

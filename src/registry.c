@@ -1,0 +1,291 @@
+/*-------------------------------------------------------------------------
+ *
+ * registry.c
+ *	  The in-flight registry behind the gap-safe global feed.
+ *
+ * Global positions come from a sequence when an event is inserted, but an
+ * event becomes visible when its transaction commits, so positions become
+ * visible out of order.  A reader that checkpoints "the last position I
+ * saw" would skip an event committed late with a lower position.
+ *
+ * Every backend owns one slot in shared memory.  Before its transaction
+ * takes its first position, a backend marks its slot RESERVING; once it
+ * has the position, it publishes it as the slot's min_position and marks
+ * the slot HELD.  The slot is cleared when the transaction ends, from the
+ * XACT_EVENT_COMMIT/ABORT callback, which runs after the commit became
+ * visible in the proc array.
+ *
+ * A reader computes the safe horizon as
+ *
+ *		h = min(last allocated position, min_position - 1 of each HELD slot)
+ *
+ * reading the sequence first and the slots second, and only then takes
+ * the snapshot it reads with.  Every position <= h belongs to a
+ * transaction that had already ended when the slots were scanned (an
+ * appender that reserved after the sequence was read gets a larger
+ * position), so the snapshot sees it committed or it was rolled back.
+ * A slot seen RESERVING may be about to publish a position <= h: the
+ * reader waits the few instructions until it is HELD.  (A Dekker-style
+ * handshake: each side writes its own flag, issues a full barrier, then
+ * reads the other side's.)
+ *
+ * Only appending transactions hold the horizon back; a transaction that
+ * appended in an aborted subtransaction keeps holding it until its top
+ * level ends, which is merely conservative.  Slots of other databases are
+ * ignored.  A crashed backend takes the whole cluster through crash
+ * restart, which rebuilds shared memory; two-phase commit is refused for
+ * appending transactions, so nothing in flight survives a restart.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/twophase.h"
+#include "access/xact.h"
+#include "commands/sequence.h"
+#include "miscadmin.h"
+#include "port/atomics.h"
+#include "storage/ipc.h"
+#include "storage/proc.h"
+#include "storage/shmem.h"
+#include "utils/fmgrprotos.h"
+
+#include "eventstore.h"
+
+#define ES_SLOT_FREE		0
+#define ES_SLOT_RESERVING	1
+#define ES_SLOT_HELD		2
+
+typedef struct EsInflightSlot
+{
+	pg_atomic_uint32 state;		/* ES_SLOT_* */
+	Oid			dbid;			/* database of the appending transaction */
+	pg_atomic_uint64 min_position;	/* lowest position it holds, if HELD */
+} EsInflightSlot;
+
+typedef struct EsRegistry
+{
+	int			nslots;
+	EsInflightSlot slots[FLEXIBLE_ARRAY_MEMBER];
+} EsRegistry;
+
+static EsRegistry *es_registry = NULL;
+
+/* This backend's slot, and whether the current transaction holds it. */
+static EsInflightSlot *my_slot = NULL;
+static bool my_slot_held = false;
+
+#if PG_VERSION_NUM >= 170000
+#define ES_MY_PROCNO	MyProcNumber
+#else
+#define ES_MY_PROCNO	(MyProc->pgprocno)
+#endif
+
+/* One slot per PGPROC, so every backend and worker has its own. */
+static int
+es_registry_nslots(void)
+{
+	return MaxBackends + NUM_AUXILIARY_PROCS + max_prepared_xacts;
+}
+
+/* Shared memory needed by the registry. */
+Size
+EsRegistryShmemSize(void)
+{
+	return add_size(offsetof(EsRegistry, slots),
+					mul_size(es_registry_nslots(), sizeof(EsInflightSlot)));
+}
+
+/* Create (postmaster) or attach to (EXEC_BACKEND children) the registry. */
+void
+EsRegistryShmemInit(void)
+{
+	bool		found;
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	es_registry = ShmemInitStruct("eventstore in-flight registry",
+								  EsRegistryShmemSize(), &found);
+	if (!found)
+	{
+		int			n = es_registry_nslots();
+
+		es_registry->nslots = n;
+		for (int i = 0; i < n; i++)
+		{
+			pg_atomic_init_u32(&es_registry->slots[i].state, ES_SLOT_FREE);
+			es_registry->slots[i].dbid = InvalidOid;
+			pg_atomic_init_u64(&es_registry->slots[i].min_position, 0);
+		}
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+/* Clear this backend's slot: the transaction no longer holds positions. */
+static void
+es_release_slot(void)
+{
+	if (!my_slot_held)
+		return;
+	pg_atomic_write_u32(&my_slot->state, ES_SLOT_FREE);
+	my_slot_held = false;
+}
+
+/*
+ * Transaction end.  COMMIT and ABORT callbacks run after the proc array
+ * says the transaction is over, so clearing here is safe for readers.
+ * PREPARE is refused: a prepared transaction would hold its positions
+ * with no backend to release them.
+ */
+static void
+es_xact_callback(XactEvent event, void *arg pg_attribute_unused())
+{
+	switch (event)
+	{
+		case XACT_EVENT_PRE_PREPARE:
+			if (my_slot_held)
+				ereport(ERROR,
+						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						 errmsg("cannot PREPARE a transaction that appended events"),
+						 errdetail("Two-phase commit would hold back the global feed with no session to release it."),
+						 errhint("Commit the append in an ordinary transaction.")));
+			break;
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+		case XACT_EVENT_PARALLEL_ABORT:
+		case XACT_EVENT_PREPARE:
+			es_release_slot();
+			break;
+		default:
+			break;
+	}
+}
+
+/* Backend exit: never leave a slot held behind. */
+static void
+es_shmem_exit(int code pg_attribute_unused(), Datum arg pg_attribute_unused())
+{
+	es_release_slot();
+}
+
+/* Register the transaction and exit callbacks (from _PG_init). */
+void
+EsRegistryRegisterCallbacks(void)
+{
+	RegisterXactCallback(es_xact_callback, NULL);
+}
+
+/*
+ * Allocate the next global position for the current transaction.  The
+ * first allocation of a transaction publishes it in this backend's slot
+ * (see the file header for the protocol); later ones are larger and need
+ * no publication.
+ */
+int64
+EsAllocatePosition(const EsCatalog *cat)
+{
+	int64		position;
+
+	if (es_registry == NULL)
+		EsRequirePreloaded();
+
+	if (my_slot_held)
+		return nextval_internal(cat->position_seq, false);
+
+	if (my_slot == NULL)
+	{
+		int			procno = ES_MY_PROCNO;
+
+		if (procno < 0 || procno >= es_registry->nslots)
+			elog(ERROR, "unexpected proc number %d for eventstore registry", procno);
+		my_slot = &es_registry->slots[procno];
+		on_shmem_exit(es_shmem_exit, (Datum) 0);
+	}
+
+	my_slot->dbid = MyDatabaseId;
+	pg_write_barrier();
+	pg_atomic_write_u32(&my_slot->state, ES_SLOT_RESERVING);
+	my_slot_held = true;
+	pg_memory_barrier();
+
+	/* On error the abort callback clears the slot. */
+	position = nextval_internal(cat->position_seq, false);
+
+	pg_atomic_write_u64(&my_slot->min_position, (uint64) position);
+	pg_write_barrier();
+	pg_atomic_write_u32(&my_slot->state, ES_SLOT_HELD);
+	return position;
+}
+
+/* Last position handed out by the sequence, 0 if none ever was. */
+static int64
+es_last_allocated(const EsCatalog *cat)
+{
+	LOCAL_FCINFO(fcinfo, 1);
+	Datum		result;
+
+	InitFunctionCallInfoData(*fcinfo, NULL, 1, InvalidOid, NULL, NULL);
+	fcinfo->args[0].value = ObjectIdGetDatum(cat->position_seq);
+	fcinfo->args[0].isnull = false;
+	result = pg_sequence_last_value(fcinfo);
+	if (fcinfo->isnull)
+		return 0;
+	return DatumGetInt64(result);
+}
+
+/*
+ * The safe horizon: the highest position p such that no event at a
+ * position <= p can still become visible.  Take the snapshot to read
+ * with after calling this.
+ */
+int64
+EsSafeHorizon(const EsCatalog *cat)
+{
+	int64		horizon;
+
+	if (es_registry == NULL)
+		EsRequirePreloaded();
+
+	horizon = es_last_allocated(cat);
+	pg_memory_barrier();
+
+	for (int i = 0; i < es_registry->nslots; i++)
+	{
+		EsInflightSlot *slot = &es_registry->slots[i];
+		uint32		state = pg_atomic_read_u32(&slot->state);
+
+		if (state == ES_SLOT_FREE)
+			continue;
+		pg_read_barrier();
+		if (slot->dbid != MyDatabaseId)
+			continue;
+
+		if (state == ES_SLOT_RESERVING)
+		{
+			/*
+			 * The owner is inside nextval: wait until it publishes.  Sleep
+			 * rather than spin: nextval can wait on a lock for as long as
+			 * someone holds one on the sequence.
+			 */
+			long		sleep_us = 10;
+
+			while ((state = pg_atomic_read_u32(&slot->state)) == ES_SLOT_RESERVING)
+			{
+				CHECK_FOR_INTERRUPTS();
+				pg_usleep(sleep_us);
+				sleep_us = Min(sleep_us * 2, 1000);
+			}
+			pg_read_barrier();
+			if (state != ES_SLOT_HELD || slot->dbid != MyDatabaseId)
+				continue;
+		}
+
+		{
+			int64		held = (int64) pg_atomic_read_u64(&slot->min_position);
+
+			if (held - 1 < horizon)
+				horizon = held - 1;
+		}
+	}
+	return horizon;
+}

@@ -7,6 +7,7 @@ OBJS = \
 	src/stream.o \
 	src/append.o \
 	src/read.o \
+	src/feed.o \
 	src/immutable.o
 
 DATA = $(wildcard sql/eventstore--*.sql)

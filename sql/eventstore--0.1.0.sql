@@ -121,9 +121,47 @@ CREATE FUNCTION eventstore.stream_version(stream text) RETURNS bigint
     LANGUAGE C STABLE PARALLEL SAFE;
 COMMENT ON FUNCTION eventstore.stream_version(text) IS 'current version of a stream: its number of events, 0 when it does not exist';
 
+-- The gap-safe global feed ---------------------------------------------
+
+CREATE FUNCTION eventstore.read_all(
+    after_position bigint DEFAULT 0,
+    max_count integer DEFAULT 1000,
+    stream_prefix text DEFAULT NULL,
+    event_types text[] DEFAULT NULL)
+RETURNS SETOF eventstore.event
+    AS 'MODULE_PATHNAME', 'eventstore_read_all'
+    LANGUAGE C VOLATILE PARALLEL RESTRICTED ROWS 1000;
+COMMENT ON FUNCTION eventstore.read_all(bigint, integer, text, text[]) IS
+'events after after_position in global order, up to the safe horizon: a reader that continues from its last position never skips an event';
+
+CREATE FUNCTION eventstore.read_category(
+    category text,
+    after_position bigint DEFAULT 0,
+    max_count integer DEFAULT 1000,
+    consumer_group_member integer DEFAULT NULL,
+    consumer_group_size integer DEFAULT NULL)
+RETURNS SETOF eventstore.event
+    AS 'MODULE_PATHNAME', 'eventstore_read_category'
+    LANGUAGE C VOLATILE PARALLEL RESTRICTED ROWS 1000;
+COMMENT ON FUNCTION eventstore.read_category(text, bigint, integer, integer, integer) IS
+'events of the streams of one category in global order, up to the safe horizon, optionally only one consumer group member''s streams';
+
+CREATE FUNCTION eventstore.head_position() RETURNS bigint
+    AS 'MODULE_PATHNAME', 'eventstore_head_position'
+    LANGUAGE C VOLATILE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION eventstore.head_position() IS
+'the safe horizon: no event at or below it can still become visible';
+
+CREATE FUNCTION eventstore.consumer_group_member(stream text, group_size integer) RETURNS integer
+    AS 'MODULE_PATHNAME', 'eventstore_consumer_group_member'
+    LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION eventstore.consumer_group_member(text, integer) IS
+'which member (0..group_size-1) of a consumer group receives a stream: FNV-1a 64-bit hash of the name, unsigned, modulo group_size';
+
 -- Privileges: the functions read and write eventstore.events directly, so
 -- EXECUTE on them is the access control.  Nothing is granted to PUBLIC;
 -- see the README for the GRANTs an application role needs.
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA eventstore FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION eventstore.category(text) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION eventstore.consumer_group_member(text, integer) TO PUBLIC;
 GRANT SELECT ON SEQUENCE eventstore.global_position_seq TO PUBLIC;

@@ -25,6 +25,9 @@ PG_MODULE_MAGIC;
 /* eventstore.max_event_size: bytes of data + metadata per event */
 int			es_max_event_size = 1024 * 1024;
 
+/* eventstore.debug_skip_registry: benchmark-only switch */
+bool		es_debug_skip_registry = false;
+
 /* true when the library was loaded through shared_preload_libraries */
 bool		es_preloaded = false;
 
@@ -68,6 +71,15 @@ _PG_init(void)
 							PGC_SUSET,
 							GUC_UNIT_BYTE,
 							NULL, NULL, NULL);
+	DefineCustomBoolVariable("eventstore.debug_skip_registry",
+							 "Benchmarks only: appends skip the in-flight registry.",
+							 "Measures the cost of the gap-safe feed.  While on, global "
+							 "reads may skip events committed out of position order.",
+							 &es_debug_skip_registry,
+							 false,
+							 PGC_SUSET,
+							 GUC_NOT_IN_SAMPLE,
+							 NULL, NULL, NULL);
 	MarkGUCPrefixReserved("eventstore");
 
 	EsCatalogRegisterCallbacks();
@@ -105,18 +117,22 @@ eventstore_assert_preloaded(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
+/* The category of a stream name: a new text, the part before the first '-'. */
+text *
+EsCategoryOf(text *stream)
+{
+	const char *s = VARDATA_ANY(stream);
+	int			len = VARSIZE_ANY_EXHDR(stream);
+	const char *dash = memchr(s, '-', len);
+
+	return cstring_to_text_with_len(s, dash == NULL ? len : dash - s);
+}
+
 PG_FUNCTION_INFO_V1(eventstore_category);
 
 /* SQL: category(stream) -- the part of the name before the first '-'. */
 Datum
 eventstore_category(PG_FUNCTION_ARGS)
 {
-	text	   *stream = PG_GETARG_TEXT_PP(0);
-	const char *s = VARDATA_ANY(stream);
-	int			len = VARSIZE_ANY_EXHDR(stream);
-	const char *dash = memchr(s, '-', len);
-
-	if (dash == NULL)
-		PG_RETURN_TEXT_P(stream);
-	PG_RETURN_TEXT_P(cstring_to_text_with_len(s, dash - s));
+	PG_RETURN_TEXT_P(EsCategoryOf(PG_GETARG_TEXT_PP(0)));
 }

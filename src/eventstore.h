@@ -52,7 +52,9 @@ typedef struct EsCatalog
 /* eventstore.c */
 extern int	es_max_event_size;
 extern bool es_preloaded;
+extern bool es_debug_skip_registry;
 extern void EsRequirePreloaded(void);
+extern text *EsCategoryOf(text *stream);
 
 /* catalog.c */
 extern const EsCatalog *EsGetCatalog(void);

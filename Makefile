@@ -8,6 +8,7 @@ OBJS = \
 	src/append.o \
 	src/read.o \
 	src/feed.o \
+	src/decoder.o \
 	src/immutable.o
 
 DATA = $(wildcard sql/eventstore--*.sql)

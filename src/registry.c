@@ -41,6 +41,7 @@
 #include "postgres.h"
 
 #include "access/twophase.h"
+#include "access/xlog.h"
 #include "access/xact.h"
 #include "commands/sequence.h"
 #include "miscadmin.h"
@@ -245,6 +246,12 @@ EsSafeHorizon(const EsCatalog *cat)
 
 	if (es_registry == NULL)
 		EsRequirePreloaded();
+	if (RecoveryInProgress())
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("the global feed cannot be read on a standby"),
+				 errdetail("A standby cannot see which appends are in flight on the primary, so it cannot compute a safe horizon."),
+				 errhint("Read the global feed on the primary; read_stream works on a standby.")));
 
 	horizon = es_last_allocated(cat);
 	pg_memory_barrier();

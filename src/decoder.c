@@ -1,0 +1,305 @@
+/*-------------------------------------------------------------------------
+ *
+ * decoder.c
+ *	  The logical decoding output plugin "eventstore": inserts into
+ *	  eventstore.events, in commit order, one JSON line per event.
+ *
+ *	  {"position":1,"stream":"task-1","version":1,"id":"...","type":"...",
+ *	   "data":{...},"metadata":{...},"created_at":"...","lsn":"0/16B3748",
+ *	   "seq":0}
+ *
+ * "lsn" is the commit LSN of the event's transaction and "seq" the
+ * event's index among the transaction's events (counted before
+ * filtering), so (lsn, seq) orders and identifies every delivered event.
+ *
+ * Options: stream-prefixes and event-types (comma-separated lists;
+ * filtering happens before any formatting), format-version (1).  Unknown
+ * options are errors.  Nothing is written for transactions without
+ * matching events, but progress is still reported so that walsender
+ * consumers of filtered-out traffic do not time out.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "commands/defrem.h"
+#include "replication/logical.h"
+#include "replication/output_plugin.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/uuid.h"
+#if PG_VERSION_NUM >= 160000
+#include "varatt.h"
+#endif
+
+#include "eventstore.h"
+
+/* Report progress to the walsender after this many skipped changes. */
+#define ES_PROGRESS_EVERY	100
+
+/* Per-slot state of the plugin. */
+typedef struct EsDecoder
+{
+	MemoryContext context;		/* reset after every change */
+	List	   *prefixes;		/* of char *; NIL: every stream */
+	List	   *types;			/* of char *; NIL: every type */
+	HTAB	   *relcache;		/* relid -> is it eventstore.events? */
+	int			seq;			/* events seen in the current transaction */
+	bool		wrote;			/* wrote anything for it */
+	int			skipped;		/* changes since the last progress report */
+} EsDecoder;
+
+typedef struct EsRelEntry
+{
+	Oid			relid;
+	bool		is_events;
+} EsRelEntry;
+
+void		_PG_output_plugin_init(OutputPluginCallbacks *cb);
+
+/* Split a comma-separated option value into a list of non-empty items. */
+static List *
+es_parse_list(DefElem *opt)
+{
+	char	   *value;
+	List	   *items = NIL;
+	char	   *tok;
+	char	   *save;
+
+	if (opt->arg == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("option \"%s\" needs a value", opt->defname)));
+	value = pstrdup(strVal(opt->arg));
+	for (tok = strtok_r(value, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
+	{
+		while (*tok == ' ')
+			tok++;
+		if (*tok != '\0')
+			items = lappend(items, tok);
+	}
+	if (items == NIL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("option \"%s\" must list at least one item", opt->defname)));
+	return items;
+}
+
+/* Parse the options; textual output. */
+static void
+es_startup(LogicalDecodingContext *ctx, OutputPluginOptions *opt,
+		   bool is_init pg_attribute_unused())
+{
+	EsDecoder  *d = palloc0(sizeof(EsDecoder));
+	HASHCTL		hctl;
+	ListCell   *lc;
+
+	d->context = AllocSetContextCreate(ctx->context, "eventstore decoder",
+									   ALLOCSET_DEFAULT_SIZES);
+	hctl.keysize = sizeof(Oid);
+	hctl.entrysize = sizeof(EsRelEntry);
+	hctl.hcxt = ctx->context;
+	d->relcache = hash_create("eventstore decoder relations", 16, &hctl,
+							  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+
+	foreach(lc, ctx->output_plugin_options)
+	{
+		DefElem    *elem = lfirst(lc);
+
+		if (strcmp(elem->defname, "stream-prefixes") == 0)
+			d->prefixes = es_parse_list(elem);
+		else if (strcmp(elem->defname, "event-types") == 0)
+			d->types = es_parse_list(elem);
+		else if (strcmp(elem->defname, "format-version") == 0)
+		{
+			if (elem->arg == NULL || strcmp(strVal(elem->arg), "1") != 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("unsupported format-version \"%s\"",
+								elem->arg ? strVal(elem->arg) : ""),
+						 errhint("This version of eventstore writes format-version 1.")));
+		}
+		else
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("option \"%s\" is unknown to the eventstore output plugin",
+							elem->defname),
+					 errhint("Options are stream-prefixes, event-types and format-version.")));
+	}
+
+	ctx->output_plugin_private = d;
+	opt->output_type = OUTPUT_PLUGIN_TEXTUAL_OUTPUT;
+	opt->receive_rewrites = false;
+}
+
+/* Nothing to release: everything lives in ctx->context. */
+static void
+es_shutdown(LogicalDecodingContext *ctx pg_attribute_unused())
+{
+}
+
+/* A transaction starts: restart its event count. */
+static void
+es_begin(LogicalDecodingContext *ctx, ReorderBufferTXN *txn pg_attribute_unused())
+{
+	EsDecoder  *d = ctx->output_plugin_private;
+
+	d->seq = 0;
+	d->wrote = false;
+}
+
+/* A transaction ends: report progress if it wrote nothing. */
+static void
+es_commit(LogicalDecodingContext *ctx, ReorderBufferTXN *txn pg_attribute_unused(),
+		  XLogRecPtr commit_lsn pg_attribute_unused())
+{
+	EsDecoder  *d = ctx->output_plugin_private;
+
+	if (!d->wrote)
+		OutputPluginUpdateProgress(ctx, true);
+}
+
+/* Is rel eventstore.events?  One catalog lookup per relation, ever. */
+static bool
+es_is_events_rel(EsDecoder *d, Relation rel)
+{
+	Oid			relid = RelationGetRelid(rel);
+	bool		found;
+	EsRelEntry *e = hash_search(d->relcache, &relid, HASH_ENTER, &found);
+
+	if (!found)
+	{
+		char	   *nsp = get_namespace_name(RelationGetNamespace(rel));
+
+		e->is_events = nsp != NULL && strcmp(nsp, "eventstore") == 0 &&
+			strcmp(RelationGetRelationName(rel), "events") == 0 &&
+			RelationGetDescr(rel)->natts >= ES_NUM_EVENT_COLS;
+	}
+	return e->is_events;
+}
+
+/* Does a text datum start with one of the prefixes / equal one of the items? */
+static bool
+es_text_in_list(text *t, List *items, bool prefix)
+{
+	const char *s = VARDATA_ANY(t);
+	Size		len = VARSIZE_ANY_EXHDR(t);
+	ListCell   *lc;
+
+	foreach(lc, items)
+	{
+		const char *item = lfirst(lc);
+		Size		ilen = strlen(item);
+
+		if ((prefix ? len >= ilen : len == ilen) && memcmp(s, item, ilen) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* Append a text datum to buf as a JSON string. */
+static void
+es_json_text(StringInfo buf, Datum value)
+{
+	escape_json(buf, TextDatumGetCString(value));
+}
+
+/* Append a jsonb datum to buf as JSON text. */
+static void
+es_json_jsonb(StringInfo buf, Datum value)
+{
+	Jsonb	   *jb = DatumGetJsonbP(value);
+
+	(void) JsonbToCString(buf, &jb->root, VARSIZE(jb));
+}
+
+/* Report progress now and then while changes are being skipped. */
+static void
+es_skip(LogicalDecodingContext *ctx, EsDecoder *d)
+{
+	if (++d->skipped >= ES_PROGRESS_EVERY)
+	{
+		d->skipped = 0;
+		OutputPluginUpdateProgress(ctx, false);
+	}
+}
+
+/* One change: if it is an insert into the events table, write one line. */
+static void
+es_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
+		  Relation rel, ReorderBufferChange *change)
+{
+	EsDecoder  *d = ctx->output_plugin_private;
+	MemoryContext old;
+	HeapTuple	tuple;
+	Datum		values[ES_NUM_EVENT_COLS];
+	bool		nulls[ES_NUM_EVENT_COLS];
+	StringInfo	out;
+	int			seq;
+
+	if (change->action != REORDER_BUFFER_CHANGE_INSERT ||
+		change->data.tp.newtuple == NULL || !es_is_events_rel(d, rel))
+	{
+		es_skip(ctx, d);
+		return;
+	}
+	seq = d->seq++;
+
+	old = MemoryContextSwitchTo(d->context);
+	tuple = &change->data.tp.newtuple->tuple;
+	heap_deform_tuple(tuple, RelationGetDescr(rel), values, nulls);
+	for (int i = 0; i < ES_NUM_EVENT_COLS; i++)
+		if (nulls[i])
+			elog(ERROR, "unexpected NULL in column %d of eventstore.events", i + 1);
+
+	if ((d->prefixes != NIL &&
+		 !es_text_in_list(DatumGetTextPP(values[Anum_es_stream - 1]), d->prefixes, true)) ||
+		(d->types != NIL &&
+		 !es_text_in_list(DatumGetTextPP(values[Anum_es_event_type - 1]), d->types, false)))
+	{
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(d->context);
+		es_skip(ctx, d);
+		return;
+	}
+
+	OutputPluginPrepareWrite(ctx, true);
+	out = ctx->out;
+	appendStringInfo(out, "{\"position\":" INT64_FORMAT ",\"stream\":",
+					 DatumGetInt64(values[Anum_es_position - 1]));
+	es_json_text(out, values[Anum_es_stream - 1]);
+	appendStringInfo(out, ",\"version\":" INT64_FORMAT ",\"id\":\"%s\",\"type\":",
+					 DatumGetInt64(values[Anum_es_version - 1]),
+					 DatumGetCString(DirectFunctionCall1(uuid_out, values[Anum_es_event_id - 1])));
+	es_json_text(out, values[Anum_es_event_type - 1]);
+	appendStringInfoString(out, ",\"data\":");
+	es_json_jsonb(out, values[Anum_es_data - 1]);
+	appendStringInfoString(out, ",\"metadata\":");
+	es_json_jsonb(out, values[Anum_es_metadata - 1]);
+	appendStringInfo(out, ",\"created_at\":\"%s\",\"lsn\":\"%X/%X\",\"seq\":%d}",
+					 JsonEncodeDateTime(NULL, values[Anum_es_created_at - 1], TIMESTAMPTZOID, NULL),
+					 LSN_FORMAT_ARGS(txn->final_lsn), seq);
+	OutputPluginWrite(ctx, true);
+
+	d->wrote = true;
+	d->skipped = 0;
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(d->context);
+}
+
+/* Register the callbacks of the "eventstore" output plugin. */
+void
+_PG_output_plugin_init(OutputPluginCallbacks *cb)
+{
+	cb->startup_cb = es_startup;
+	cb->begin_cb = es_begin;
+	cb->change_cb = es_change;
+	cb->commit_cb = es_commit;
+	cb->shutdown_cb = es_shutdown;
+}

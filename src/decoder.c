@@ -13,10 +13,14 @@
  * filtering), so (lsn, seq) orders and identifies every delivered event.
  *
  * Options: stream-prefixes and event-types (comma-separated lists;
- * filtering happens before any formatting), format-version (1).  Unknown
- * options are errors.  Nothing is written for transactions without
- * matching events, but progress is still reported so that walsender
- * consumers of filtered-out traffic do not time out.
+ * filtering happens before any formatting), format-version (1), and
+ * write-progress (boolean, default off).  Unknown options are errors.
+ * Nothing is written for transactions without matching events -- unless
+ * write-progress is on, in which case such a transaction writes one line
+ * {"progress":"<end lsn of its commit>"}, which lets a consumer advance
+ * its slot past traffic it does not want.  Either way progress is
+ * reported so that walsender consumers of filtered-out traffic do not
+ * time out.
  *
  *-------------------------------------------------------------------------
  */
@@ -53,6 +57,7 @@ typedef struct EsDecoder
 	int			seq;			/* events seen in the current transaction */
 	bool		wrote;			/* wrote anything for it */
 	int			skipped;		/* changes since the last progress report */
+	bool		write_progress; /* write a line for commits without events */
 } EsDecoder;
 
 typedef struct EsRelEntry
@@ -116,6 +121,16 @@ es_startup(LogicalDecodingContext *ctx, OutputPluginOptions *opt,
 			d->prefixes = es_parse_list(elem);
 		else if (strcmp(elem->defname, "event-types") == 0)
 			d->types = es_parse_list(elem);
+		else if (strcmp(elem->defname, "write-progress") == 0)
+		{
+			if (elem->arg == NULL)
+				d->write_progress = true;
+			else if (!parse_bool(strVal(elem->arg), &d->write_progress))
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("could not parse value \"%s\" for option \"%s\"",
+								strVal(elem->arg), elem->defname)));
+		}
 		else if (strcmp(elem->defname, "format-version") == 0)
 		{
 			if (elem->arg == NULL || strcmp(strVal(elem->arg), "1") != 0)
@@ -130,7 +145,7 @@ es_startup(LogicalDecodingContext *ctx, OutputPluginOptions *opt,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("option \"%s\" is unknown to the eventstore output plugin",
 							elem->defname),
-					 errhint("Options are stream-prefixes, event-types and format-version.")));
+					 errhint("Options are stream-prefixes, event-types, format-version and write-progress.")));
 	}
 
 	ctx->output_plugin_private = d;
@@ -154,14 +169,26 @@ es_begin(LogicalDecodingContext *ctx, ReorderBufferTXN *txn pg_attribute_unused(
 	d->wrote = false;
 }
 
-/* A transaction ends: report progress if it wrote nothing. */
+/*
+ * A transaction ends.  If it wrote nothing, write a progress line when
+ * asked to, else just report progress.
+ */
 static void
-es_commit(LogicalDecodingContext *ctx, ReorderBufferTXN *txn pg_attribute_unused(),
+es_commit(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 		  XLogRecPtr commit_lsn pg_attribute_unused())
 {
 	EsDecoder  *d = ctx->output_plugin_private;
 
-	if (!d->wrote)
+	if (d->wrote)
+		return;
+	if (d->write_progress)
+	{
+		OutputPluginPrepareWrite(ctx, true);
+		appendStringInfo(ctx->out, "{\"progress\":\"%X/%X\"}",
+						 LSN_FORMAT_ARGS(txn->end_lsn));
+		OutputPluginWrite(ctx, true);
+	}
+	else
 		OutputPluginUpdateProgress(ctx, true);
 }
 

@@ -8,6 +8,7 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
 #include "storage/shmem.h"
@@ -126,6 +127,27 @@ EsCategoryOf(text *stream)
 	const char *dash = memchr(s, '-', len);
 
 	return cstring_to_text_with_len(s, dash == NULL ? len : dash - s);
+}
+
+PG_FUNCTION_INFO_V1(eventstore_prevent_in_transaction_block);
+
+/*
+ * SQL: _prevent_in_transaction_block(what) -- for functions that create or
+ * drop replication slots, which are not transactional: a later ROLLBACK
+ * would leave a slot without its subscription, or the reverse.
+ */
+Datum
+eventstore_prevent_in_transaction_block(PG_FUNCTION_ARGS)
+{
+	char	   *what = text_to_cstring(PG_GETARG_TEXT_PP(0));
+
+	if (IsTransactionBlock() || IsSubTransaction())
+		ereport(ERROR,
+				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
+				 errmsg("%s cannot run inside a transaction block", what),
+				 errdetail("It creates or drops a replication slot, which a rollback would not undo."),
+				 errhint("Call it on its own, outside BEGIN ... COMMIT.")));
+	PG_RETURN_VOID();
 }
 
 PG_FUNCTION_INFO_V1(eventstore_category);

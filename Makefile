@@ -9,6 +9,8 @@ OBJS = \
 	src/read.o \
 	src/feed.o \
 	src/decoder.o \
+	src/projection.o \
+	src/worker.o \
 	src/immutable.o
 
 DATA = $(wildcard sql/eventstore--*.sql)

@@ -493,6 +493,496 @@ $$;
 COMMENT ON FUNCTION eventstore.create_publication(text) IS
 'create a publication of eventstore.events (inserts only) for PostgreSQL logical replication';
 
+-- Checkpoints, snapshots, idempotent consumers ---------------------------
+
+CREATE TABLE eventstore.checkpoint (
+    projection text PRIMARY KEY,
+    position   bigint NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT checkpoint_projection_check CHECK (octet_length(projection) BETWEEN 1 AND 255),
+    CONSTRAINT checkpoint_position_check CHECK (position >= 0)
+);
+COMMENT ON TABLE eventstore.checkpoint IS 'the last global position each projection or consumer processed';
+SELECT pg_catalog.pg_extension_config_dump('eventstore.checkpoint', '');
+
+CREATE FUNCTION eventstore.get_checkpoint(projection text) RETURNS bigint
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF projection IS NULL THEN
+        RAISE EXCEPTION 'projection must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    RETURN coalesce((SELECT c.position FROM eventstore.checkpoint AS c
+                      WHERE c.projection = get_checkpoint.projection), 0);
+END
+$$;
+COMMENT ON FUNCTION eventstore.get_checkpoint(text) IS 'the checkpoint of a projection or consumer; 0 when none was saved';
+
+CREATE FUNCTION eventstore.save_checkpoint(
+    projection text,
+    "position" bigint,
+    expected_position bigint DEFAULT NULL)
+RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    actual bigint;
+BEGIN
+    IF projection IS NULL OR position IS NULL THEN
+        RAISE EXCEPTION 'projection and position must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    IF octet_length(projection) NOT BETWEEN 1 AND 255 THEN
+        RAISE EXCEPTION 'invalid projection name' USING ERRCODE = '22023',
+            DETAIL = 'A projection name is 1 to 255 bytes.';
+    END IF;
+    IF position < 0 OR expected_position < 0 THEN
+        RAISE EXCEPTION 'positions must not be negative' USING ERRCODE = '22023';
+    END IF;
+    IF expected_position IS NULL THEN
+        INSERT INTO eventstore.checkpoint AS c (projection, position) VALUES (save_checkpoint.projection, save_checkpoint.position)
+        ON CONFLICT ON CONSTRAINT checkpoint_pkey
+        DO UPDATE SET position = EXCLUDED.position, updated_at = now();
+        RETURN;
+    END IF;
+    -- compare and set: the update re-checks the row a concurrent saver committed
+    UPDATE eventstore.checkpoint AS c SET position = save_checkpoint.position, updated_at = now()
+     WHERE c.projection = save_checkpoint.projection AND c.position = expected_position;
+    IF FOUND THEN
+        RETURN;
+    END IF;
+    IF expected_position = 0 THEN
+        INSERT INTO eventstore.checkpoint (projection, position) VALUES (save_checkpoint.projection, save_checkpoint.position)
+        ON CONFLICT ON CONSTRAINT checkpoint_pkey DO NOTHING;
+        IF FOUND THEN
+            RETURN;
+        END IF;
+    END IF;
+    actual := eventstore.get_checkpoint(projection);
+    RAISE EXCEPTION 'checkpoint of "%" is not at the expected position', projection
+        USING ERRCODE = 'ES004',
+              DETAIL = format('Expected position %s, but the checkpoint is at %s.', expected_position, actual);
+END
+$$;
+COMMENT ON FUNCTION eventstore.save_checkpoint(text, bigint, bigint) IS
+'save a checkpoint, transactionally; with expected_position it is a compare-and-set that fails with ES004 on mismatch';
+
+CREATE TABLE eventstore.snapshot (
+    stream     text COLLATE "C" PRIMARY KEY,
+    version    bigint NOT NULL,
+    state      jsonb NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT snapshot_version_check CHECK (version >= 1)
+);
+COMMENT ON TABLE eventstore.snapshot IS 'the latest snapshot of each aggregate stream';
+SELECT pg_catalog.pg_extension_config_dump('eventstore.snapshot', '');
+
+CREATE FUNCTION eventstore.save_snapshot(stream text, version bigint, state jsonb) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    current bigint;
+BEGIN
+    IF stream IS NULL OR version IS NULL OR state IS NULL THEN
+        RAISE EXCEPTION 'stream, version and state must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    IF octet_length(stream) NOT BETWEEN 1 AND 255 THEN
+        RAISE EXCEPTION 'invalid stream name' USING ERRCODE = '22023',
+            DETAIL = 'A stream name must be 1 to 255 bytes long.';
+    END IF;
+    current := eventstore.stream_version(stream);
+    IF version < 1 OR version > current THEN
+        RAISE EXCEPTION 'cannot snapshot stream "%" at version %', stream, version
+            USING ERRCODE = '22023',
+                  DETAIL = format('The stream is at version %s; a snapshot is of a version between 1 and that.', current);
+    END IF;
+    -- keep the newest: an older snapshot never replaces a newer one
+    INSERT INTO eventstore.snapshot AS t (stream, version, state)
+    VALUES (save_snapshot.stream, save_snapshot.version, save_snapshot.state)
+    ON CONFLICT ON CONSTRAINT snapshot_pkey
+    DO UPDATE SET version = EXCLUDED.version, state = EXCLUDED.state, created_at = now()
+     WHERE t.version <= EXCLUDED.version;
+END
+$$;
+COMMENT ON FUNCTION eventstore.save_snapshot(text, bigint, jsonb) IS
+'store the state of an aggregate as of a stream version (kept unless a newer snapshot exists)';
+
+CREATE FUNCTION eventstore.load_snapshot(stream text) RETURNS TABLE (version bigint, state jsonb)
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT t.version, t.state FROM eventstore.snapshot AS t WHERE t.stream = load_snapshot.stream
+$$;
+COMMENT ON FUNCTION eventstore.load_snapshot(text) IS
+'the latest snapshot of a stream (no row when none): then read_stream(stream, from_version => version + 1)';
+
+CREATE TABLE eventstore.processed (
+    consumer     text NOT NULL,
+    event_id     uuid NOT NULL,
+    processed_at timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT processed_pkey PRIMARY KEY (consumer, event_id)
+);
+COMMENT ON TABLE eventstore.processed IS 'events each idempotent consumer has processed';
+SELECT pg_catalog.pg_extension_config_dump('eventstore.processed', '');
+
+CREATE FUNCTION eventstore.mark_processed(consumer text, event_id uuid) RETURNS boolean
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF consumer IS NULL OR event_id IS NULL THEN
+        RAISE EXCEPTION 'consumer and event_id must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    INSERT INTO eventstore.processed (consumer, event_id) VALUES (mark_processed.consumer, mark_processed.event_id)
+    ON CONFLICT DO NOTHING;
+    RETURN FOUND;
+END
+$$;
+COMMENT ON FUNCTION eventstore.mark_processed(text, uuid) IS
+'true the first time a consumer marks an event, false after; transactional, so a rolled-back handler can retry';
+
+-- Projections -----------------------------------------------------------
+--
+-- A handler is handler(e eventstore.event) RETURNS void.  It always runs
+-- as the projection's owner (the session user that created it), never
+-- with the extension owner's rights.  Inline projections are an AFTER
+-- INSERT trigger on eventstore.events; async ones are run by the
+-- background worker (eventstore.worker_databases) through run_projection.
+
+CREATE TABLE eventstore.projection (
+    name          text PRIMARY KEY,
+    handler       regprocedure NOT NULL,
+    owner         regrole NOT NULL,
+    mode          text NOT NULL,
+    stream_prefix text,
+    event_types   text[],
+    last_error    text,
+    error_count   integer NOT NULL DEFAULT 0,
+    last_error_at timestamptz,
+    retry_at      timestamptz,
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT projection_name_check CHECK (name ~ '^[a-z0-9_]{1,40}$'),
+    CONSTRAINT projection_mode_check CHECK (mode IN ('inline', 'async'))
+);
+COMMENT ON TABLE eventstore.projection IS 'projections: handler, mode, filter and health; use the functions, not this table';
+SELECT pg_catalog.pg_extension_config_dump('eventstore.projection', '');
+
+CREATE FUNCTION eventstore._call_handler(handler regprocedure, owner regrole, e eventstore.event) RETURNS void
+    AS 'MODULE_PATHNAME', 'eventstore_call_handler'
+    LANGUAGE C VOLATILE STRICT;
+COMMENT ON FUNCTION eventstore._call_handler(regprocedure, regrole, eventstore.event) IS
+'internal: call a projection handler as its owner';
+
+CREATE FUNCTION eventstore._inline_projection() RETURNS trigger
+    AS 'MODULE_PATHNAME', 'eventstore_inline_projection'
+    LANGUAGE C;
+COMMENT ON FUNCTION eventstore._inline_projection() IS 'internal: AFTER INSERT trigger of an inline projection';
+
+-- Does event e pass a projection's filter?
+CREATE FUNCTION eventstore._matches(p eventstore.projection, e eventstore.event) RETURNS boolean
+    LANGUAGE sql IMMUTABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT (p.stream_prefix IS NULL OR starts_with(e.stream, p.stream_prefix))
+       AND (p.event_types IS NULL OR e.event_type = ANY (p.event_types))
+$$;
+COMMENT ON FUNCTION eventstore._matches(eventstore.projection, eventstore.event) IS 'internal: projection filter';
+
+-- Apply a projection to the events after its checkpoint, at most
+-- max_count, and move the checkpoint: one transaction, so exactly once.
+CREATE FUNCTION eventstore._apply_projection(p eventstore.projection, max_count integer,
+                                             up_to bigint DEFAULT NULL) RETURNS bigint
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    e eventstore.event;
+    pos bigint := eventstore.get_checkpoint(p.name);
+    n bigint := 0;
+BEGIN
+    FOR e IN SELECT * FROM eventstore.read_all(pos, max_count, p.stream_prefix, p.event_types) AS a
+              WHERE up_to IS NULL OR a.global_position <= up_to LOOP
+        PERFORM eventstore._call_handler(p.handler, p.owner, e);
+        pos := e.global_position;
+        n := n + 1;
+    END LOOP;
+    IF n > 0 THEN
+        PERFORM eventstore.save_checkpoint(p.name, pos);
+    END IF;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION eventstore._apply_projection(eventstore.projection, integer, bigint) IS 'internal: one batch of a projection';
+
+-- The projection row, locked for this transaction, or an error.
+CREATE FUNCTION eventstore._projection_lock(projection_name text) RETURNS eventstore.projection
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p eventstore.projection;
+BEGIN
+    IF projection_name IS NULL THEN
+        RAISE EXCEPTION 'projection name must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    SELECT * INTO p FROM eventstore.projection AS t WHERE t.name = projection_name FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'projection "%" does not exist', projection_name USING ERRCODE = '42704';
+    END IF;
+    RETURN p;
+END
+$$;
+COMMENT ON FUNCTION eventstore._projection_lock(text) IS 'internal: lock a projection row';
+
+CREATE FUNCTION eventstore.create_projection(
+    name text,
+    handler regprocedure,
+    mode text DEFAULT 'async',
+    stream_prefix text DEFAULT NULL,
+    event_types text[] DEFAULT NULL)
+RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p eventstore.projection;
+    e eventstore.event;
+BEGIN
+    IF create_projection.name IS NULL OR handler IS NULL OR mode IS NULL THEN
+        RAISE EXCEPTION 'name, handler and mode must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    IF create_projection.name !~ '^[a-z0-9_]{1,40}$' THEN
+        RAISE EXCEPTION 'invalid projection name "%"', create_projection.name
+            USING ERRCODE = '22023',
+                  DETAIL = 'A projection name is 1 to 40 characters: lower-case letters, digits and underscores.';
+    END IF;
+    IF mode NOT IN ('inline', 'async') THEN
+        RAISE EXCEPTION 'invalid projection mode "%"', mode
+            USING ERRCODE = '22023', HINT = 'The mode is ''inline'' or ''async''.';
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_proc AS f
+                    WHERE f.oid = handler AND f.pronargs = 1 AND f.prokind = 'f'
+                      AND f.proargtypes[0] = 'eventstore.event'::regtype
+                      AND f.prorettype = 'void'::regtype) THEN
+        RAISE EXCEPTION 'function % cannot be a projection handler', handler
+            USING ERRCODE = '22023',
+                  HINT = 'A handler is a function handler(e eventstore.event) RETURNS void.';
+    END IF;
+    IF NOT pg_catalog.has_function_privilege(session_user, handler, 'EXECUTE') THEN
+        RAISE EXCEPTION 'permission denied for function %', handler USING ERRCODE = '42501';
+    END IF;
+    IF stream_prefix IS NOT NULL AND (stream_prefix = '' OR strpos(stream_prefix, ',') > 0) THEN
+        RAISE EXCEPTION 'invalid stream_prefix "%"', stream_prefix
+            USING ERRCODE = '22023', DETAIL = 'A prefix is not empty and has no ",".';
+    END IF;
+    IF event_types IS NOT NULL AND (cardinality(event_types) = 0
+            OR EXISTS (SELECT FROM unnest(event_types) AS t WHERE t IS NULL OR t = '' OR strpos(t, ',') > 0)) THEN
+        RAISE EXCEPTION 'invalid event_types'
+            USING ERRCODE = '22023', DETAIL = 'List at least one type; types must not be NULL, empty or contain ",".';
+    END IF;
+    IF EXISTS (SELECT FROM eventstore.projection AS t WHERE t.name = create_projection.name) THEN
+        RAISE EXCEPTION 'projection "%" already exists', create_projection.name USING ERRCODE = '42710';
+    END IF;
+
+    INSERT INTO eventstore.projection (name, handler, owner, mode, stream_prefix, event_types)
+    VALUES (create_projection.name, handler, session_user::regrole, mode, stream_prefix, event_types)
+    RETURNING * INTO p;
+    PERFORM eventstore.save_checkpoint(p.name, 0);
+
+    IF mode = 'inline' THEN
+        -- Creating the trigger waits for every in-flight append and holds
+        -- new ones until commit, so catching up here misses nothing.
+        EXECUTE format('CREATE TRIGGER %I AFTER INSERT ON eventstore.events FOR EACH ROW '
+                       'EXECUTE FUNCTION eventstore._inline_projection(%L, %L, %L, %L, %L)',
+                       'es_projection_' || p.name, p.name, p.handler::oid, p.owner::oid,
+                       coalesce(p.stream_prefix, ''), coalesce(array_to_string(p.event_types, ','), ''));
+        PERFORM eventstore._apply_projection(p, NULL);
+    ELSE
+        PERFORM eventstore._wake_worker();
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION eventstore.create_projection(text, regprocedure, text, text, text[]) IS
+'create a projection: handler(e eventstore.event) runs for every matching event, inline (in the appending transaction; history is applied now) or async (by the background worker, from position 0)';
+
+CREATE FUNCTION eventstore.run_projection(name text, max_count integer DEFAULT 1000) RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p eventstore.projection;
+BEGIN
+    IF max_count < 0 THEN
+        RAISE EXCEPTION 'max_count must not be negative' USING ERRCODE = '22023';
+    END IF;
+    -- the row lock serializes runners: no event is applied twice
+    p := eventstore._projection_lock(run_projection.name);
+    IF p.mode = 'inline' THEN
+        RETURN 0;   -- inline projections are always up to date
+    END IF;
+    RETURN eventstore._apply_projection(p, max_count);
+END
+$$;
+COMMENT ON FUNCTION eventstore.run_projection(text, integer) IS
+'apply one batch of an async projection in the caller''s transaction; returns the number of events applied';
+
+CREATE FUNCTION eventstore.reset_projection(name text, "position" bigint DEFAULT 0) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p eventstore.projection;
+BEGIN
+    IF position IS NULL OR position < 0 THEN
+        RAISE EXCEPTION 'position must be a non-negative number' USING ERRCODE = '22023';
+    END IF;
+    p := eventstore._projection_lock(reset_projection.name);
+    PERFORM eventstore.save_checkpoint(p.name, position);
+    UPDATE eventstore.projection AS t SET last_error = NULL, error_count = 0, retry_at = NULL
+     WHERE t.name = p.name;
+    IF p.mode = 'inline' THEN
+        -- replay now, holding appends back as create_projection does
+        LOCK TABLE eventstore.events IN SHARE ROW EXCLUSIVE MODE;
+        PERFORM eventstore._apply_projection(p, NULL);
+    ELSE
+        PERFORM eventstore._wake_worker();
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION eventstore.reset_projection(text, bigint) IS
+'move a projection''s checkpoint (0: rebuild from the start) and clear its error; the caller clears the read model first';
+
+CREATE FUNCTION eventstore.drop_projection(name text) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p eventstore.projection;
+BEGIN
+    p := eventstore._projection_lock(drop_projection.name);
+    IF p.mode = 'inline' THEN
+        EXECUTE format('DROP TRIGGER IF EXISTS %I ON eventstore.events', 'es_projection_' || p.name);
+    END IF;
+    DELETE FROM eventstore.projection AS t WHERE t.name = p.name;
+    DELETE FROM eventstore.checkpoint AS c WHERE c.projection = p.name;
+END
+$$;
+COMMENT ON FUNCTION eventstore.drop_projection(text) IS 'drop a projection (its read model tables are yours to drop)';
+
+CREATE VIEW eventstore.projections AS
+SELECT p.name,
+       p.mode,
+       p.handler,
+       p.owner,
+       p.stream_prefix,
+       p.event_types,
+       CASE WHEN p.mode = 'inline' THEN eventstore.head_position()
+            ELSE eventstore.get_checkpoint(p.name) END AS checkpoint,
+       CASE WHEN p.mode = 'inline' THEN 0
+            ELSE greatest(eventstore.head_position() - eventstore.get_checkpoint(p.name), 0) END AS lag,
+       p.last_error,
+       p.error_count,
+       p.last_error_at,
+       p.retry_at
+  FROM eventstore.projection AS p;
+COMMENT ON VIEW eventstore.projections IS
+'projections with their checkpoint, lag (positions behind head_position) and health (last_error, error_count, retry_at)';
+
+-- Called by the background worker, one projection at a time, each in its
+-- own transaction: a batch, or the error recorded with a backoff.
+CREATE FUNCTION eventstore._worker_due() RETURNS SETOF text
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT t.name FROM eventstore.projection AS t
+     WHERE t.mode = 'async' AND (t.retry_at IS NULL OR t.retry_at <= now())
+     ORDER BY t.name
+$$;
+COMMENT ON FUNCTION eventstore._worker_due() IS 'internal: async projections due to run';
+
+CREATE FUNCTION eventstore._worker_failed(name text, message text, naptime_ms integer) RETURNS void
+    LANGUAGE sql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    UPDATE eventstore.projection AS t
+       SET last_error = message, error_count = t.error_count + 1, last_error_at = now(),
+           retry_at = now() + least(naptime_ms * power(2, least(t.error_count, 16)), 300000) * interval '1 millisecond'
+     WHERE t.name = _worker_failed.name
+$$;
+COMMENT ON FUNCTION eventstore._worker_failed(text, text, integer) IS 'internal: record a failed batch and when to retry';
+
+-- One batch for the worker.  A failing handler does not lose the events
+-- before it: they are applied and checkpointed, the failing one is not,
+-- and the error is recorded with a retry time.  The projection stalls at
+-- the failing event, never skips it.
+CREATE FUNCTION eventstore._worker_run(name text, max_count integer, naptime_ms integer) RETURNS bigint
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p eventstore.projection;
+    n bigint;
+    failed_at bigint;
+    message text;
+BEGIN
+    SELECT * INTO p FROM eventstore.projection AS t
+     WHERE t.name = _worker_run.name AND t.mode = 'async' FOR UPDATE SKIP LOCKED;
+    IF NOT FOUND THEN
+        RETURN 0;   -- dropped, or someone runs it right now
+    END IF;
+    BEGIN
+        n := eventstore._apply_projection(p, max_count);
+    EXCEPTION WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS message = MESSAGE_TEXT;
+        -- which event failed?  the first one the batch did not get past
+        failed_at := eventstore._first_failing(p, max_count);
+        n := 0;
+        IF failed_at IS NOT NULL THEN
+            n := eventstore._apply_projection(p, max_count, failed_at - 1);
+        END IF;
+        PERFORM eventstore._worker_failed(p.name, message, naptime_ms);
+        RETURN n;
+    END;
+    IF p.error_count > 0 OR p.retry_at IS NOT NULL THEN
+        UPDATE eventstore.projection AS t SET last_error = NULL, error_count = 0, retry_at = NULL
+         WHERE t.name = p.name;
+    END IF;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION eventstore._worker_run(text, integer, integer) IS 'internal: one batch of an async projection for the worker';
+
+-- The position of the first event of the next batch whose handler fails
+-- (each tried in a subtransaction that is always rolled back).
+CREATE FUNCTION eventstore._first_failing(p eventstore.projection, max_count integer) RETURNS bigint
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    e eventstore.event;
+BEGIN
+    FOR e IN SELECT * FROM eventstore.read_all(eventstore.get_checkpoint(p.name), max_count,
+                                               p.stream_prefix, p.event_types) LOOP
+        BEGIN
+            PERFORM eventstore._call_handler(p.handler, p.owner, e);
+            RAISE EXCEPTION USING ERRCODE = 'ES999';   -- undo, go on
+        EXCEPTION
+            WHEN SQLSTATE 'ES999' THEN NULL;
+            WHEN OTHERS THEN RETURN e.global_position;
+        END;
+    END LOOP;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION eventstore._first_failing(eventstore.projection, integer) IS 'internal: find the event a projection fails on';
+
+CREATE FUNCTION eventstore._wake_worker() RETURNS void
+    AS 'MODULE_PATHNAME', 'eventstore_wake_worker'
+    LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION eventstore._wake_worker() IS 'internal: wake this database''s projection worker';
+
 -- Privileges: the functions read and write eventstore.events directly, so
 -- EXECUTE on them is the access control.  Nothing is granted to PUBLIC;
 -- see the README for the GRANTs an application role needs.
@@ -500,4 +990,5 @@ REVOKE ALL ON ALL FUNCTIONS IN SCHEMA eventstore FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION eventstore.category(text) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION eventstore.consumer_group_member(text, integer) TO PUBLIC;
 GRANT SELECT ON SEQUENCE eventstore.global_position_seq TO PUBLIC;
-REVOKE ALL ON eventstore.subscription FROM PUBLIC;
+REVOKE ALL ON eventstore.subscription, eventstore.checkpoint, eventstore.snapshot,
+    eventstore.processed, eventstore.projection FROM PUBLIC;

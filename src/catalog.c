@@ -12,8 +12,10 @@
 #include "postgres.h"
 
 #include "catalog/namespace.h"
+#include "catalog/pg_type.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
+#include "utils/syscache.h"
 
 #include "eventstore.h"
 
@@ -87,6 +89,13 @@ EsGetCatalog(void)
 	c.event_id_idx = es_lookup_rel(nsp, "events_event_id_key");
 	c.category_idx = es_lookup_rel(nsp, "events_category_idx");
 	c.type_idx = es_lookup_rel(nsp, "events_type_idx");
+	c.event_type = GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid,
+								   CStringGetDatum("event"), ObjectIdGetDatum(nsp));
+	if (!OidIsValid(c.event_type))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("type \"eventstore.event\" does not exist"),
+				 errhint("Reinstall the extension: DROP EXTENSION eventstore; CREATE EXTENSION eventstore;")));
 
 	es_catalog = c;
 	es_catalog_valid = true;

@@ -44,6 +44,7 @@ es_shmem_request(void)
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
 	RequestAddinShmemSpace(EsRegistryShmemSize());
+	RequestAddinShmemSpace(EsWorkerShmemSize());
 }
 
 /* Create or attach to the in-flight registry. */
@@ -53,6 +54,7 @@ es_shmem_startup(void)
 	if (prev_shmem_startup_hook)
 		prev_shmem_startup_hook();
 	EsRegistryShmemInit();
+	EsWorkerShmemInit();
 }
 
 /*
@@ -81,6 +83,7 @@ _PG_init(void)
 							 PGC_SUSET,
 							 GUC_NOT_IN_SAMPLE,
 							 NULL, NULL, NULL);
+	EsWorkerInit();
 	MarkGUCPrefixReserved("eventstore");
 
 	EsCatalogRegisterCallbacks();

@@ -47,6 +47,7 @@ typedef struct EsCatalog
 	Oid			event_id_idx;	/* (event_id) */
 	Oid			category_idx;	/* (category(stream), global_position) */
 	Oid			type_idx;		/* (event_type, global_position) */
+	Oid			event_type;		/* the composite type eventstore.event */
 } EsCatalog;
 
 /* eventstore.c */
@@ -66,6 +67,12 @@ extern void EsRegistryShmemInit(void);
 extern void EsRegistryRegisterCallbacks(void);
 extern int64 EsAllocatePosition(const EsCatalog *cat);
 extern int64 EsSafeHorizon(const EsCatalog *cat);
+
+/* worker.c */
+extern Size EsWorkerShmemSize(void);
+extern void EsWorkerShmemInit(void);
+extern void EsWorkerInit(void);
+extern void EsWakeWorker(Oid dbid);
 
 /* stream.c */
 extern void EsCheckStreamName(text *stream);

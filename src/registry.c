@@ -151,6 +151,10 @@ es_xact_callback(XactEvent event, void *arg pg_attribute_unused())
 						 errhint("Commit the append in an ordinary transaction.")));
 			break;
 		case XACT_EVENT_COMMIT:
+			if (my_slot_held)
+				EsWakeWorker(MyDatabaseId);
+			es_release_slot();
+			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_COMMIT:
 		case XACT_EVENT_PARALLEL_ABORT:

@@ -1,0 +1,162 @@
+/*-------------------------------------------------------------------------
+ *
+ * projection.c
+ *	  Calling projection handlers: as the projection's owner, from
+ *	  run_projection (eventstore._call_handler) and from the AFTER INSERT
+ *	  trigger of inline projections.
+ *
+ * Handlers run as the role that created the projection, with
+ * SECURITY_LOCAL_USERID_CHANGE so they cannot SET ROLE their way back:
+ * the SECURITY DEFINER bookkeeping functions never lend the extension
+ * owner's rights to user code.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "commands/trigger.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/typcache.h"
+#if PG_VERSION_NUM >= 160000
+#include "varatt.h"
+#endif
+
+#include "eventstore.h"
+
+/*
+ * Call handler(event) as role owner, with the session's default
+ * search_path (the value RESET would give), not the pinned search_path of
+ * the SECURITY DEFINER function that may be calling: handlers name their
+ * read-model tables the way their authors' sessions do.  On error, the
+ * (sub)transaction abort restores the search_path.
+ */
+static void
+es_call_as(Oid handler, Oid owner, Datum event)
+{
+	Oid			save_userid;
+	int			save_sec_context;
+	int			nestlevel = NewGUCNestLevel();
+
+	(void) set_config_option("search_path", GetConfigOptionResetString("search_path"),
+							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(owner, save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+	PG_TRY();
+	{
+		FmgrInfo	flinfo;
+		LOCAL_FCINFO(fcinfo, 1);
+
+		/* not OidFunctionCall1: a void SQL function returns NULL */
+		fmgr_info(handler, &flinfo);
+		InitFunctionCallInfoData(*fcinfo, &flinfo, 1, InvalidOid, NULL, NULL);
+		fcinfo->args[0].value = event;
+		fcinfo->args[0].isnull = false;
+		(void) FunctionCallInvoke(fcinfo);
+	}
+	PG_FINALLY();
+	{
+		SetUserIdAndSecContext(save_userid, save_sec_context);
+	}
+	PG_END_TRY();
+	AtEOXact_GUC(true, nestlevel);
+}
+
+PG_FUNCTION_INFO_V1(eventstore_call_handler);
+
+/* SQL: _call_handler(handler, owner, e) -- internal, not for PUBLIC */
+Datum
+eventstore_call_handler(PG_FUNCTION_ARGS)
+{
+	es_call_as(PG_GETARG_OID(0), PG_GETARG_OID(1), PG_GETARG_DATUM(2));
+	PG_RETURN_VOID();
+}
+
+/* Does the comma-separated list contain the text exactly? */
+static bool
+es_list_contains(const char *list, const char *s, Size len)
+{
+	const char *p = list;
+
+	while (*p)
+	{
+		const char *end = strchr(p, ',');
+		Size		n = end ? (Size) (end - p) : strlen(p);
+
+		if (n == len && memcmp(p, s, len) == 0)
+			return true;
+		if (end == NULL)
+			break;
+		p = end + 1;
+	}
+	return false;
+}
+
+PG_FUNCTION_INFO_V1(eventstore_inline_projection);
+
+/*
+ * AFTER INSERT FOR EACH ROW trigger of an inline projection.  Arguments:
+ * projection name, handler oid, owner oid, stream prefix ('' = any),
+ * event types (comma list, '' = any).  A failing handler fails the append.
+ */
+Datum
+eventstore_inline_projection(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	char	  **args;
+	HeapTuple	row;
+	TupleDesc	rowdesc;
+	TupleDesc	eventdesc;
+	Datum		values[ES_NUM_EVENT_COLS];
+	bool		nulls[ES_NUM_EVENT_COLS];
+	text	   *stream;
+	text	   *type;
+	Oid			event_type_oid;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_AFTER(trigdata->tg_event) ||
+		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) || !TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("eventstore._inline_projection() must be an AFTER INSERT FOR EACH ROW trigger")));
+	if (trigdata->tg_trigger->tgnargs != 5)
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("eventstore._inline_projection() needs 5 arguments")));
+	args = trigdata->tg_trigger->tgargs;
+
+	row = trigdata->tg_trigtuple;
+	rowdesc = RelationGetDescr(trigdata->tg_relation);
+	heap_deform_tuple(row, rowdesc, values, nulls);
+
+	stream = DatumGetTextPP(values[Anum_es_stream - 1]);
+	if (args[3][0] != '\0')
+	{
+		Size		plen = strlen(args[3]);
+
+		if (VARSIZE_ANY_EXHDR(stream) < plen ||
+			memcmp(VARDATA_ANY(stream), args[3], plen) != 0)
+			return PointerGetDatum(NULL);
+	}
+	type = DatumGetTextPP(values[Anum_es_event_type - 1]);
+	if (args[4][0] != '\0' &&
+		!es_list_contains(args[4], VARDATA_ANY(type), VARSIZE_ANY_EXHDR(type)))
+		return PointerGetDatum(NULL);
+
+	/* the row as an eventstore.event */
+	event_type_oid = EsGetCatalog()->event_type;
+	eventdesc = lookup_rowtype_tupdesc(event_type_oid, -1);
+	{
+		HeapTuple	ev = heap_form_tuple(eventdesc, values, nulls);
+
+		ReleaseTupleDesc(eventdesc);
+		es_call_as(DatumGetObjectId(DirectFunctionCall1(oidin, CStringGetDatum(args[1]))),
+				   DatumGetObjectId(DirectFunctionCall1(oidin, CStringGetDatum(args[2]))),
+				   HeapTupleGetDatum(ev));
+	}
+	return PointerGetDatum(NULL);
+}

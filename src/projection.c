@@ -15,9 +15,11 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "catalog/pg_class.h"
 #include "commands/trigger.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
@@ -69,10 +71,24 @@ es_call_as(Oid handler, Oid owner, Datum event)
 
 PG_FUNCTION_INFO_V1(eventstore_call_handler);
 
-/* SQL: _call_handler(handler, owner, e) -- internal, not for PUBLIC */
+/*
+ * SQL: _call_handler(handler, owner, e) -- internal.  It runs a function
+ * as any role, so only the extension's owner may call it (that is, the
+ * SECURITY DEFINER projection functions and the worker), whatever EXECUTE
+ * grants say.
+ */
 Datum
 eventstore_call_handler(PG_FUNCTION_ARGS)
 {
+#if PG_VERSION_NUM >= 160000
+	if (!object_ownercheck(RelationRelationId, EsGetCatalog()->events, GetUserId()))
+#else
+	if (!pg_class_ownercheck(EsGetCatalog()->events, GetUserId()))
+#endif
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for function eventstore._call_handler"),
+				 errdetail("Only the owner of the eventstore extension's objects may call it.")));
 	es_call_as(PG_GETARG_OID(0), PG_GETARG_OID(1), PG_GETARG_DATUM(2));
 	PG_RETURN_VOID();
 }

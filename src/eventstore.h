@@ -74,6 +74,11 @@ extern void EsWorkerShmemInit(void);
 extern void EsWorkerInit(void);
 extern void EsWakeWorker(Oid dbid);
 
+/* read.c */
+struct ReturnSetInfo;
+struct TupleTableSlot;
+extern void EsPutEvent(struct ReturnSetInfo *rsinfo, struct TupleTableSlot *slot);
+
 /* stream.c */
 extern void EsCheckStreamName(text *stream);
 extern void EsLockStream(text *stream);

@@ -246,9 +246,7 @@ es_merge_sources(EsFeedRead *rd, ReturnSetInfo *rsinfo, int64 limit)
 		}
 		if (best == NULL)
 			break;
-		slot_getsomeattrs(best->slot, ES_NUM_EVENT_COLS);
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc,
-							 best->slot->tts_values, best->slot->tts_isnull);
+		EsPutEvent(rsinfo, best->slot);
 		count++;
 		es_source_advance(rd, best);
 	}

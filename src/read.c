@@ -9,6 +9,7 @@
 #include "postgres.h"
 
 #include "access/genam.h"
+#include "access/htup_details.h"
 #include "access/relscan.h"
 #include "access/stratnum.h"
 #include "access/table.h"
@@ -25,15 +26,26 @@
 #include "eventstore.h"
 
 /*
- * Append the event in slot to the SRF's tuplestore.  The table's first
- * columns are exactly the columns of eventstore.event.
+ * Append the event in slot to the SRF's tuplestore.  The columns of
+ * eventstore.events are exactly those of eventstore.event, so the stored
+ * tuple is copied as it is, without deforming and re-forming it.
  */
-static void
-es_put_event(ReturnSetInfo *rsinfo, TupleTableSlot *slot)
+void
+EsPutEvent(ReturnSetInfo *rsinfo, TupleTableSlot *slot)
 {
-	slot_getsomeattrs(slot, ES_NUM_EVENT_COLS);
-	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc,
-						 slot->tts_values, slot->tts_isnull);
+	bool		should_free;
+	HeapTuple	tuple = ExecFetchSlotHeapTuple(slot, false, &should_free);
+
+	if (HeapTupleHeaderGetNatts(tuple->t_data) == ES_NUM_EVENT_COLS)
+		tuplestore_puttuple(rsinfo->setResult, tuple);
+	else
+	{
+		slot_getsomeattrs(slot, ES_NUM_EVENT_COLS);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc,
+							 slot->tts_values, slot->tts_isnull);
+	}
+	if (should_free)
+		heap_freetuple(tuple);
 }
 
 PG_FUNCTION_INFO_V1(eventstore_read_stream);
@@ -99,7 +111,7 @@ eventstore_read_stream(PG_FUNCTION_ARGS)
 		   index_getnext_slot(scan, backward ? BackwardScanDirection : ForwardScanDirection, slot))
 	{
 		CHECK_FOR_INTERRUPTS();
-		es_put_event(rsinfo, slot);
+		EsPutEvent(rsinfo, slot);
 		count++;
 	}
 	index_endscan(scan);

@@ -19,10 +19,10 @@ COMMENT ON FUNCTION eventstore.category(text) IS 'category of a stream name: the
 
 CREATE TYPE eventstore.event AS (
     global_position bigint,
-    stream          text,
+    stream          text COLLATE "C",
     stream_version  bigint,
     event_id        uuid,
-    event_type      text,
+    event_type      text COLLATE "C",
     data            jsonb,
     metadata        jsonb,
     created_at      timestamptz

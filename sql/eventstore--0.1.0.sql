@@ -19,10 +19,10 @@ COMMENT ON FUNCTION eventstore.category(text) IS 'category of a stream name: the
 
 CREATE TYPE eventstore.event AS (
     global_position bigint,
-    stream          text COLLATE "C",
+    stream          text,
     stream_version  bigint,
     event_id        uuid,
-    event_type      text COLLATE "C",
+    event_type      text,
     data            jsonb,
     metadata        jsonb,
     created_at      timestamptz

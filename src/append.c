@@ -230,7 +230,8 @@ es_check_unique_ids(EsNewEvent *events, int n, text *stream)
 					(errcode(ERRCODE_ES_EVENT_ID_REUSED),
 					 errmsg("event id %s appears twice in one append to stream \"%s\"",
 							DatumGetCString(DirectFunctionCall1(uuid_out, ids[i])),
-							text_to_cstring(stream))));
+							text_to_cstring(stream)),
+					 errdetail("An event id is stored once; each event of a batch needs its own id.")));
 	pfree(ids);
 }
 
@@ -479,8 +480,8 @@ es_insert_events(const EsCatalog *cat, text *stream, EsNewEvent *events,
  * read its version, resolve retries, check the expectation, insert.
  */
 static EsAppendResult
-es_append(text *stream, EsNewEvent *events, int n, bool has_expected,
-		  int64 expected)
+es_append(const char *fname, text *stream, EsNewEvent *events, int n,
+		  bool has_expected, int64 expected)
 {
 	const EsCatalog *cat = EsGetCatalog();
 	EsAppendResult result = {0, 0};
@@ -488,8 +489,8 @@ es_append(text *stream, EsNewEvent *events, int n, bool has_expected,
 	int64		current;
 	bool		any_id = false;
 
-	PreventCommandIfReadOnly("eventstore.append");
-	PreventCommandIfParallelMode("eventstore.append");
+	PreventCommandIfReadOnly(fname);
+	PreventCommandIfParallelMode(fname);
 	es_check_unique_ids(events, n, stream);
 
 	EsLockStream(stream);
@@ -514,6 +515,17 @@ es_append(text *stream, EsNewEvent *events, int n, bool has_expected,
 
 	es_insert_events(cat, stream, events, n, current, &result);
 	return result;
+}
+
+/* Error context: every error raised during an append names its stream. */
+static void
+es_append_error_context(void *arg)
+{
+	text	   *stream = (text *) arg;
+	int			len = VARSIZE_ANY_EXHDR(stream);
+
+	if (len > 0 && len <= ES_MAX_STREAM_NAME)
+		errcontext("appending to stream \"%.*s\"", len, VARDATA_ANY(stream));
 }
 
 /* Validate the common arguments: stream name, expected version. */
@@ -555,13 +567,21 @@ eventstore_append(PG_FUNCTION_ARGS)
 	int			n;
 	EsAppendResult result;
 
-	es_check_append_args(fcinfo, 2);
-	es_check_not_null(fcinfo, 1, "events");
-	stream = PG_GETARG_TEXT_PP(0);
-	events = es_parse_batch(PG_GETARG_JSONB_P(1), &n);
+	ErrorContextCallback errcb;
 
-	result = es_append(stream, events, n, !PG_ARGISNULL(2),
+	es_check_append_args(fcinfo, 2);
+	stream = PG_GETARG_TEXT_PP(0);
+	errcb.callback = es_append_error_context;
+	errcb.arg = stream;
+	errcb.previous = error_context_stack;
+	error_context_stack = &errcb;
+
+	es_check_not_null(fcinfo, 1, "events");
+	events = es_parse_batch(PG_GETARG_JSONB_P(1), &n);
+	result = es_append("eventstore.append", stream, events, n, !PG_ARGISNULL(2),
 					   PG_ARGISNULL(2) ? 0 : PG_GETARG_INT64(2));
+
+	error_context_stack = errcb.previous;
 	return es_return_result(fcinfo, result);
 }
 
@@ -573,8 +593,14 @@ eventstore_append_event(PG_FUNCTION_ARGS)
 {
 	EsNewEvent ev;
 	EsAppendResult result;
+	ErrorContextCallback errcb;
 
 	es_check_append_args(fcinfo, 4);
+	errcb.callback = es_append_error_context;
+	errcb.arg = PG_GETARG_TEXT_PP(0);
+	errcb.previous = error_context_stack;
+	error_context_stack = &errcb;
+
 	es_check_not_null(fcinfo, 1, "event_type");
 	es_check_not_null(fcinfo, 2, "data");
 	es_check_not_null(fcinfo, 3, "metadata");
@@ -587,7 +613,9 @@ eventstore_append_event(PG_FUNCTION_ARGS)
 	ev.id_given = !PG_ARGISNULL(5);
 	ev.id = ev.id_given ? PG_GETARG_DATUM(5) : es_new_uuid();
 
-	result = es_append(PG_GETARG_TEXT_PP(0), &ev, 1, !PG_ARGISNULL(4),
-					   PG_ARGISNULL(4) ? 0 : PG_GETARG_INT64(4));
+	result = es_append("eventstore.append_event", PG_GETARG_TEXT_PP(0), &ev, 1,
+					   !PG_ARGISNULL(4), PG_ARGISNULL(4) ? 0 : PG_GETARG_INT64(4));
+
+	error_context_stack = errcb.previous;
 	return es_return_result(fcinfo, result);
 }

@@ -469,6 +469,10 @@ SELECT s.name,
        CASE WHEN r.slot_name IS NULL THEN NULL
             ELSE greatest(eventstore.head_position() - (s.checkpoint).position, 0)
        END AS lag_positions,
+       CASE WHEN r.slot_name IS NULL THEN NULL
+            ELSE (SELECT count(*) FROM eventstore.read_all((s.checkpoint).position, 10000,
+                                                           s.stream_prefix, s.event_types))
+       END AS lag_events,
        pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), r.confirmed_flush_lsn) AS lag_bytes,
        s.slot_name,
        coalesce(r.wal_status, 'lost') AS wal_status,
@@ -477,7 +481,7 @@ SELECT s.name,
   FROM eventstore.subscription AS s
   LEFT JOIN pg_catalog.pg_replication_slots AS r ON r.slot_name = s.slot_name;
 COMMENT ON VIEW eventstore.subscriptions IS
-'subscriptions with their filter, checkpoint, lag (positions behind head_position, WAL bytes behind) and slot health (wal_status lost = the slot is gone)';
+'subscriptions with their filter, checkpoint, lag (positions behind head_position; matching events after the checkpoint, counted up to 10000; WAL bytes behind) and slot health (wal_status lost = the slot is gone)';
 
 -- Native logical replication: a publication of the events table, inserts
 -- only, for CREATE SUBSCRIPTION on another cluster or pgoutput tools.
@@ -699,7 +703,10 @@ CREATE FUNCTION eventstore._apply_projection(p eventstore.projection, max_count 
 AS $$
 DECLARE
     e eventstore.event;
-    pos bigint := eventstore.get_checkpoint(p.name);
+    start bigint := eventstore.get_checkpoint(p.name);
+    pos bigint := start;
+    -- the horizon never goes down, so read_all below reads at least this far
+    head bigint := eventstore.head_position();
     n bigint := 0;
 BEGIN
     FOR e IN SELECT * FROM eventstore.read_all(pos, max_count, p.stream_prefix, p.event_types) AS a
@@ -708,7 +715,12 @@ BEGIN
         pos := e.global_position;
         n := n + 1;
     END LOOP;
-    IF n > 0 THEN
+    -- A batch that was not full applied every matching event up to head:
+    -- move past the events the filter skips and the gaps, so lag reaches 0.
+    IF up_to IS NULL AND (max_count IS NULL OR n < max_count) AND head > pos THEN
+        pos := head;
+    END IF;
+    IF pos <> start THEN
         PERFORM eventstore.save_checkpoint(p.name, pos);
     END IF;
     RETURN n;

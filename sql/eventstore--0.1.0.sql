@@ -697,7 +697,8 @@ COMMENT ON FUNCTION eventstore._matches(eventstore.projection, eventstore.event)
 -- Apply a projection to the events after its checkpoint, at most
 -- max_count, and move the checkpoint: one transaction, so exactly once.
 CREATE FUNCTION eventstore._apply_projection(p eventstore.projection, max_count integer,
-                                             up_to bigint DEFAULT NULL) RETURNS bigint
+                                             up_to bigint DEFAULT NULL,
+                                             whole_table boolean DEFAULT false) RETURNS bigint
     LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp
 AS $$
@@ -709,15 +710,26 @@ DECLARE
     head bigint := eventstore.head_position();
     n bigint := 0;
 BEGIN
+    -- whole_table: an inline projection's history, read while appends are
+    -- locked out, includes what this very transaction appended (which the
+    -- feed does not show before it commits).
     FOR e IN SELECT * FROM eventstore.read_all(pos, max_count, p.stream_prefix, p.event_types) AS a
-              WHERE up_to IS NULL OR a.global_position <= up_to LOOP
+              WHERE NOT whole_table AND (up_to IS NULL OR a.global_position <= up_to)
+             UNION ALL
+             SELECT t.global_position, t.stream, t.stream_version, t.event_id, t.event_type,
+                    t.data, t.metadata, t.created_at
+               FROM eventstore.events AS t
+              WHERE whole_table AND t.global_position > pos
+                AND (p.stream_prefix IS NULL OR starts_with(t.stream, p.stream_prefix))
+                AND (p.event_types IS NULL OR t.event_type = ANY (p.event_types))
+             ORDER BY 1 LOOP
         PERFORM eventstore._call_handler(p.handler, p.owner, e);
         pos := e.global_position;
         n := n + 1;
     END LOOP;
     -- A batch that was not full applied every matching event up to head:
     -- move past the events the filter skips and the gaps, so lag reaches 0.
-    IF up_to IS NULL AND (max_count IS NULL OR n < max_count) AND head > pos THEN
+    IF up_to IS NULL AND NOT whole_table AND (max_count IS NULL OR n < max_count) AND head > pos THEN
         pos := head;
     END IF;
     IF pos <> start THEN
@@ -726,7 +738,7 @@ BEGIN
     RETURN n;
 END
 $$;
-COMMENT ON FUNCTION eventstore._apply_projection(eventstore.projection, integer, bigint) IS 'internal: one batch of a projection';
+COMMENT ON FUNCTION eventstore._apply_projection(eventstore.projection, integer, bigint, boolean) IS 'internal: one batch of a projection';
 
 -- The projection row, locked for this transaction, or an error.
 CREATE FUNCTION eventstore._projection_lock(projection_name text) RETURNS eventstore.projection
@@ -748,25 +760,39 @@ END
 $$;
 COMMENT ON FUNCTION eventstore._projection_lock(text) IS 'internal: lock a projection row';
 
-CREATE FUNCTION eventstore.create_projection(
+-- The work of create_projection, as the extension owner.  owner is the
+-- role the caller acts as; only a role the session could SET ROLE to is
+-- accepted, so calling this directly grants nothing new.
+CREATE FUNCTION eventstore._create_projection(
     name text,
     handler regprocedure,
-    mode text DEFAULT 'async',
-    stream_prefix text DEFAULT NULL,
-    event_types text[] DEFAULT NULL)
+    mode text,
+    stream_prefix text,
+    event_types text[],
+    owner regrole)
 RETURNS void
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     p eventstore.projection;
-    e eventstore.event;
+    create_projection_name text := _create_projection.name;
 BEGIN
-    IF create_projection.name IS NULL OR handler IS NULL OR mode IS NULL THEN
+    IF owner IS NULL OR NOT pg_catalog.pg_has_role(session_user, owner, 'MEMBER') THEN
+        RAISE EXCEPTION 'permission denied to create a projection owned by %', owner
+            USING ERRCODE = '42501';
+    END IF;
+    -- granted to PUBLIC: EXECUTE on create_projection is what decides
+    IF NOT pg_catalog.has_function_privilege(owner,
+            'eventstore.create_projection(text, regprocedure, text, text, text[])', 'EXECUTE') THEN
+        RAISE EXCEPTION 'permission denied for function eventstore.create_projection'
+            USING ERRCODE = '42501';
+    END IF;
+    IF create_projection_name IS NULL OR handler IS NULL OR mode IS NULL THEN
         RAISE EXCEPTION 'name, handler and mode must not be NULL' USING ERRCODE = '22004';
     END IF;
-    IF create_projection.name !~ '^[a-z0-9_]{1,40}$' THEN
-        RAISE EXCEPTION 'invalid projection name "%"', create_projection.name
+    IF create_projection_name !~ '^[a-z0-9_]{1,40}$' THEN
+        RAISE EXCEPTION 'invalid projection name "%"', create_projection_name
             USING ERRCODE = '22023',
                   DETAIL = 'A projection name is 1 to 40 characters: lower-case letters, digits and underscores.';
     END IF;
@@ -782,7 +808,7 @@ BEGIN
             USING ERRCODE = '22023',
                   HINT = 'A handler is a function handler(e eventstore.event) RETURNS void.';
     END IF;
-    IF NOT pg_catalog.has_function_privilege(session_user, handler, 'EXECUTE') THEN
+    IF NOT pg_catalog.has_function_privilege(owner, handler, 'EXECUTE') THEN
         RAISE EXCEPTION 'permission denied for function %', handler USING ERRCODE = '42501';
     END IF;
     IF stream_prefix IS NOT NULL AND (stream_prefix = '' OR strpos(stream_prefix, ',') > 0) THEN
@@ -794,12 +820,12 @@ BEGIN
         RAISE EXCEPTION 'invalid event_types'
             USING ERRCODE = '22023', DETAIL = 'List at least one type; types must not be NULL, empty or contain ",".';
     END IF;
-    IF EXISTS (SELECT FROM eventstore.projection AS t WHERE t.name = create_projection.name) THEN
-        RAISE EXCEPTION 'projection "%" already exists', create_projection.name USING ERRCODE = '42710';
+    IF EXISTS (SELECT FROM eventstore.projection AS t WHERE t.name = create_projection_name) THEN
+        RAISE EXCEPTION 'projection "%" already exists', create_projection_name USING ERRCODE = '42710';
     END IF;
 
     INSERT INTO eventstore.projection (name, handler, owner, mode, stream_prefix, event_types)
-    VALUES (create_projection.name, handler, session_user::regrole, mode, stream_prefix, event_types)
+    VALUES (create_projection_name, handler, owner, mode, stream_prefix, event_types)
     RETURNING * INTO p;
     PERFORM eventstore.save_checkpoint(p.name, 0);
 
@@ -810,14 +836,30 @@ BEGIN
                        'EXECUTE FUNCTION eventstore._inline_projection(%L, %L, %L, %L, %L)',
                        'es_projection_' || p.name, p.name, p.handler::oid, p.owner::oid,
                        coalesce(p.stream_prefix, ''), coalesce(array_to_string(p.event_types, ','), ''));
-        PERFORM eventstore._apply_projection(p, NULL);
+        PERFORM eventstore._apply_projection(p, NULL, NULL, true);
     ELSE
         PERFORM eventstore._wake_worker();
     END IF;
 END
 $$;
+COMMENT ON FUNCTION eventstore._create_projection(text, regprocedure, text, text, text[], regrole) IS
+'internal: create_projection as the extension owner';
+
+CREATE FUNCTION eventstore.create_projection(
+    name text,
+    handler regprocedure,
+    mode text DEFAULT 'async',
+    stream_prefix text DEFAULT NULL,
+    event_types text[] DEFAULT NULL)
+RETURNS void
+    LANGUAGE sql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT eventstore._create_projection(name, handler, mode, stream_prefix, event_types,
+                                         current_user::regrole)
+$$;
 COMMENT ON FUNCTION eventstore.create_projection(text, regprocedure, text, text, text[]) IS
-'create a projection: handler(e eventstore.event) runs for every matching event, inline (in the appending transaction; history is applied now) or async (by the background worker, from position 0)';
+'create a projection: handler(e eventstore.event) runs as the calling role for every matching event, inline (in the appending transaction; history is applied now) or async (by the background worker, from position 0)';
 
 CREATE FUNCTION eventstore.run_projection(name text, max_count integer DEFAULT 1000) RETURNS bigint
     LANGUAGE plpgsql SECURITY DEFINER
@@ -857,7 +899,7 @@ BEGIN
     IF p.mode = 'inline' THEN
         -- replay now, holding appends back as create_projection does
         LOCK TABLE eventstore.events IN SHARE ROW EXCLUSIVE MODE;
-        PERFORM eventstore._apply_projection(p, NULL);
+        PERFORM eventstore._apply_projection(p, NULL, NULL, true);
     ELSE
         PERFORM eventstore._wake_worker();
     END IF;
@@ -1001,6 +1043,8 @@ COMMENT ON FUNCTION eventstore._wake_worker() IS 'internal: wake this database''
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA eventstore FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION eventstore.category(text) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION eventstore.consumer_group_member(text, integer) TO PUBLIC;
+-- checks EXECUTE on eventstore.create_projection itself
+GRANT EXECUTE ON FUNCTION eventstore._create_projection(text, regprocedure, text, text, text[], regrole) TO PUBLIC;
 GRANT SELECT ON SEQUENCE eventstore.global_position_seq TO PUBLIC;
 REVOKE ALL ON eventstore.subscription, eventstore.checkpoint, eventstore.snapshot,
     eventstore.processed, eventstore.projection FROM PUBLIC;

@@ -366,35 +366,43 @@ BEGIN
     -- Live: bring the slot to the committed checkpoint, then peek from there.
     IF (s.checkpoint).lsn > slot.confirmed_flush_lsn THEN
         PERFORM pg_catalog.pg_replication_slot_advance(s.slot_name, (s.checkpoint).lsn);
+        slot.confirmed_flush_lsn := (s.checkpoint).lsn;
     END IF;
-    FOR r IN SELECT p.data FROM pg_catalog.pg_logical_slot_peek_changes(
-                 s.slot_name, NULL, max_count + 100, VARIADIC eventstore._subscription_options(s)) AS p
-    LOOP
-        j := r.data::jsonb;
-        IF j ? 'progress' THEN
-            progress := (j ->> 'progress')::pg_lsn;
-            CONTINUE;
-        END IF;
-        c := ROW((j ->> 'lsn')::pg_lsn, (j ->> 'seq')::bigint, (j ->> 'position')::bigint)::eventstore.cursor;
-        IF (c.lsn, c.seq) <= (cur.lsn, cur.seq) OR c.position <= s.seam_position THEN
-            CONTINUE;   -- acknowledged already, or delivered from history
-        END IF;
-        cur := c;
-        global_position := c.position; stream := j ->> 'stream'; stream_version := (j ->> 'version')::bigint;
-        event_id := (j ->> 'id')::uuid; event_type := j ->> 'type'; data := j -> 'data';
-        metadata := j -> 'metadata'; created_at := (j ->> 'created_at')::timestamptz; cursor := c;
-        n := n + 1;
-        RETURN NEXT;
-        EXIT WHEN n >= max_count;
-    END LOOP;
-
-    -- Nothing to deliver and nothing pending: move the slot past the
-    -- transactions decoded so far, so WAL does not pile up for an idle
-    -- subscription whose filter matches nothing.
-    IF n = 0 AND progress IS NOT NULL AND cur = s.checkpoint AND progress > slot.confirmed_flush_lsn
-       AND (s.checkpoint).lsn <= progress THEN
+    -- Every decoded transaction ends with a progress line (its commit's end
+    -- LSN).  While a peek finds only acknowledged or unwanted transactions,
+    -- move the slot past them and peek again (a few times at most).
+    FOR round IN 1..8 LOOP
+        progress := NULL;
+        FOR r IN SELECT p.data FROM pg_catalog.pg_logical_slot_peek_changes(
+                     s.slot_name, NULL, max_count + 100, VARIADIC eventstore._subscription_options(s)) AS p
+        LOOP
+            j := r.data::jsonb;
+            IF j ? 'progress' THEN
+                progress := (j ->> 'progress')::pg_lsn;
+                CONTINUE;
+            END IF;
+            c := ROW((j ->> 'lsn')::pg_lsn, (j ->> 'seq')::bigint, (j ->> 'position')::bigint)::eventstore.cursor;
+            IF (c.lsn, c.seq) <= (cur.lsn, cur.seq) OR c.position <= s.seam_position THEN
+                CONTINUE;   -- acknowledged already, or delivered from history
+            END IF;
+            cur := c;
+            global_position := c.position; stream := j ->> 'stream'; stream_version := (j ->> 'version')::bigint;
+            event_id := (j ->> 'id')::uuid; event_type := j ->> 'type'; data := j -> 'data';
+            metadata := j -> 'metadata'; created_at := (j ->> 'created_at')::timestamptz; cursor := c;
+            n := n + 1;
+            RETURN NEXT;
+            EXIT WHEN n >= max_count;
+        END LOOP;
+        -- Something delivered, or something polled and not yet acknowledged
+        -- in this transaction, or nothing decoded: stop here.  Otherwise
+        -- every transaction up to progress was acknowledged or unwanted,
+        -- so the slot can move past it (WAL does not pile up for an idle
+        -- subscription whose filter matches nothing).
+        EXIT WHEN n > 0 OR cur IS DISTINCT FROM s.checkpoint OR progress IS NULL
+               OR progress <= slot.confirmed_flush_lsn;
         PERFORM pg_catalog.pg_replication_slot_advance(s.slot_name, progress);
-    END IF;
+        slot.confirmed_flush_lsn := progress;
+    END LOOP;
 
     UPDATE eventstore.subscription AS t
        SET polled = cur, polled_xid = pg_catalog.pg_current_xact_id()

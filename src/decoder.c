@@ -16,11 +16,11 @@
  * filtering happens before any formatting), format-version (1), and
  * write-progress (boolean, default off).  Unknown options are errors.
  * Nothing is written for transactions without matching events -- unless
- * write-progress is on, in which case such a transaction writes one line
- * {"progress":"<end lsn of its commit>"}, which lets a consumer advance
- * its slot past traffic it does not want.  Either way progress is
- * reported so that walsender consumers of filtered-out traffic do not
- * time out.
+ * write-progress is on, in which case every transaction ends with one line
+ * {"progress":"<end lsn of its commit>"}, which tells a consumer where the
+ * decoded transaction ends, so it can advance its slot past what it has
+ * acknowledged or does not want.  Progress is also reported to the
+ * walsender, so consumers of filtered-out traffic do not time out.
  *
  *-------------------------------------------------------------------------
  */
@@ -170,8 +170,8 @@ es_begin(LogicalDecodingContext *ctx, ReorderBufferTXN *txn pg_attribute_unused(
 }
 
 /*
- * A transaction ends.  If it wrote nothing, write a progress line when
- * asked to, else just report progress.
+ * A transaction ends: write a progress line when asked to; otherwise, if
+ * it wrote nothing, just report progress.
  */
 static void
 es_commit(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
@@ -179,8 +179,6 @@ es_commit(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 {
 	EsDecoder  *d = ctx->output_plugin_private;
 
-	if (d->wrote)
-		return;
 	if (d->write_progress)
 	{
 		OutputPluginPrepareWrite(ctx, true);
@@ -188,7 +186,7 @@ es_commit(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 						 LSN_FORMAT_ARGS(txn->end_lsn));
 		OutputPluginWrite(ctx, true);
 	}
-	else
+	else if (!d->wrote)
 		OutputPluginUpdateProgress(ctx, true);
 }
 

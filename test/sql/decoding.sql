@@ -127,8 +127,9 @@ SELECT stream_version, global_position - :base AS pos FROM eventstore.append_eve
 SELECT stream_version, global_position - :base AS pos FROM eventstore.append_event('dec-3', 'Z');
 COMMIT;
 SELECT * FROM dec_check('dec_slot');
--- with write-progress, the transactions without events (dec_other,
--- dec_s.events, DDL; not the rolled-back one) show as progress lines
+-- with write-progress, every committed transaction ends with a progress
+-- line: those with events after their events, and those without (dec_other,
+-- dec_s.events, DDL; not the rolled-back one) as a line of their own
 SELECT * FROM dec_lines('dec_slot', :base, true, 'write-progress', 'on');
 SELECT * FROM dec_lines('dec_slot', :base, false);
 -- consumed: nothing is left
@@ -197,8 +198,8 @@ SELECT * FROM dec_lines('dec_slot', :base, true, 'stream-prefixes', 'nomatch');
 -- format-version 1 is the default
 SELECT (SELECT array_agg(data) FROM pg_logical_slot_peek_changes('dec_slot', NULL, NULL, 'format-version', '1'))
      = (SELECT array_agg(data) FROM pg_logical_slot_peek_changes('dec_slot', NULL, NULL)) AS format_1_is_the_default;
--- write-progress: one progress line for each transaction without a
--- matching event (T4, and with filters T1, T2, T5 too), in commit order
+-- write-progress: one progress line at the end of every transaction (T1 to
+-- T5, with or without matching events), in commit order
 SELECT * FROM dec_lines('dec_slot', :base, true, 'write-progress', 'on');
 SELECT * FROM dec_lines('dec_slot', :base, true, 'write-progress', 'true', 'event-types', 'DecZ');
 SELECT * FROM dec_lines('dec_slot', :base, true, 'write-progress', 'off');

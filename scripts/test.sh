@@ -63,11 +63,15 @@ for s in "${suites[@]}"; do
             ;;
         *) echo "unknown suite $s"; rc=1; p=0; f=1 ;;
     esac
+    # a missing or unreadable log counts as a failure, never as a pass
+    [ -s "$work/$s.log" ] || { rc=1; echo "no output from suite $s"; }
+    p=${p:-0}; f=${f:-0}
     [ $rc -ne 0 ] && [ "$f" -eq 0 ] && f=1
     passed=$((passed + p)); failed=$((failed + f))
     [ $rc -ne 0 ] && status=1
 done
 
+[ "$passed" -eq 0 ] && { echo "no test passed: treating the run as failed"; status=1; }
 [ $status -eq 0 ] && rm -rf "$work" || echo "test tree kept in $work"
 echo "$passed passed, $failed failed"
 exit $status

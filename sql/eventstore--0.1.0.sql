@@ -178,6 +178,11 @@ CREATE FUNCTION eventstore._prevent_in_transaction_block(what text) RETURNS void
     LANGUAGE C VOLATILE STRICT;
 COMMENT ON FUNCTION eventstore._prevent_in_transaction_block(text) IS 'internal: errors inside a transaction block';
 
+CREATE FUNCTION eventstore._flush_wal() RETURNS void
+    AS 'MODULE_PATHNAME', 'eventstore_flush_wal'
+    LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION eventstore._flush_wal() IS 'internal: flush WAL so a slot never moves past a commit that could be lost';
+
 CREATE TYPE eventstore.cursor AS (
     lsn      pg_lsn,   -- commit LSN of the event's transaction; 0/0 for history
     seq      bigint,   -- index of the event in its transaction; its position for history
@@ -365,6 +370,8 @@ BEGIN
 
     -- Live: bring the slot to the committed checkpoint, then peek from there.
     IF (s.checkpoint).lsn > slot.confirmed_flush_lsn THEN
+        -- the checkpoint's commit must be durable before the slot moves
+        PERFORM eventstore._flush_wal();
         PERFORM pg_catalog.pg_replication_slot_advance(s.slot_name, (s.checkpoint).lsn);
         slot.confirmed_flush_lsn := (s.checkpoint).lsn;
     END IF;
@@ -400,6 +407,7 @@ BEGIN
         -- subscription whose filter matches nothing).
         EXIT WHEN n > 0 OR cur IS DISTINCT FROM s.checkpoint OR progress IS NULL
                OR progress <= slot.confirmed_flush_lsn;
+        PERFORM eventstore._flush_wal();
         PERFORM pg_catalog.pg_replication_slot_advance(s.slot_name, progress);
         slot.confirmed_flush_lsn := progress;
     END LOOP;

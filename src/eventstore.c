@@ -9,6 +9,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
 #include "storage/shmem.h"
@@ -150,6 +151,22 @@ eventstore_prevent_in_transaction_block(PG_FUNCTION_ARGS)
 				 errmsg("%s cannot run inside a transaction block", what),
 				 errdetail("It creates or drops a replication slot, which a rollback would not undo."),
 				 errhint("Call it on its own, outside BEGIN ... COMMIT.")));
+	PG_RETURN_VOID();
+}
+
+PG_FUNCTION_INFO_V1(eventstore_flush_wal);
+
+/*
+ * SQL: _flush_wal() -- make every commit so far durable.  poll calls it
+ * before moving a slot: with synchronous_commit = off, the checkpoint it
+ * moves the slot to might otherwise not survive a crash, while the slot's
+ * new position would, and events would be skipped.  No cost when WAL is
+ * already flushed.
+ */
+Datum
+eventstore_flush_wal(PG_FUNCTION_ARGS pg_attribute_unused())
+{
+	XLogFlush(GetXLogInsertRecPtr());
 	PG_RETURN_VOID();
 }
 

@@ -1,0 +1,9 @@
+-- variant: append_event with a client-supplied (random, v4) event_id, so
+-- the idempotency check looks the id up before inserting.
+\set per :nstreams / :clients
+\set sid :client_id * :per + random(1, :per)
+\set c random(1, 1000000000)
+SELECT * FROM eventstore.append_event('bench-' || :sid, 'Type',
+    '{"amount": 42, "currency": "EUR", "note": "benchmark event payload"}',
+    jsonb_build_object('correlation_id', 'c-' || :c, 'causation_id', 'p-' || :c),
+    NULL, gen_random_uuid());

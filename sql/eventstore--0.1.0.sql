@@ -776,6 +776,22 @@ END
 $$;
 COMMENT ON FUNCTION eventstore._projection_lock(text) IS 'internal: lock a projection row';
 
+-- (Re)create the AFTER INSERT trigger of an inline projection.  Its
+-- arguments carry OIDs, so it is always made from the projection row.
+CREATE FUNCTION eventstore._create_inline_trigger(p eventstore.projection) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    EXECUTE format('DROP TRIGGER IF EXISTS %I ON eventstore.events', 'es_projection_' || p.name);
+    EXECUTE format('CREATE TRIGGER %I AFTER INSERT ON eventstore.events FOR EACH ROW '
+                   'EXECUTE FUNCTION eventstore._inline_projection(%L, %L, %L, %L, %L)',
+                   'es_projection_' || p.name, p.name, p.handler::oid, p.owner::oid,
+                   coalesce(p.stream_prefix, ''), coalesce(array_to_string(p.event_types, ','), ''));
+END
+$$;
+COMMENT ON FUNCTION eventstore._create_inline_trigger(eventstore.projection) IS 'internal: the trigger of an inline projection';
+
 -- The work of create_projection, as the extension owner.  owner is the
 -- role the caller acts as; only a role the session could SET ROLE to is
 -- accepted, so calling this directly grants nothing new.
@@ -848,10 +864,7 @@ BEGIN
     IF mode = 'inline' THEN
         -- Creating the trigger waits for every in-flight append and holds
         -- new ones until commit, so catching up here misses nothing.
-        EXECUTE format('CREATE TRIGGER %I AFTER INSERT ON eventstore.events FOR EACH ROW '
-                       'EXECUTE FUNCTION eventstore._inline_projection(%L, %L, %L, %L, %L)',
-                       'es_projection_' || p.name, p.name, p.handler::oid, p.owner::oid,
-                       coalesce(p.stream_prefix, ''), coalesce(array_to_string(p.event_types, ','), ''));
+        PERFORM eventstore._create_inline_trigger(p);
         PERFORM eventstore._apply_projection(p, NULL, NULL, true);
     ELSE
         PERFORM eventstore._wake_worker();
@@ -892,6 +905,9 @@ BEGIN
     IF p.mode = 'inline' THEN
         RETURN 0;   -- inline projections are always up to date
     END IF;
+    -- and a REPEATABLE READ runner whose snapshot predates another
+    -- runner's checkpoint fails here (40001) instead of re-applying events
+    PERFORM FROM eventstore.checkpoint AS c WHERE c.projection = p.name FOR UPDATE;
     RETURN eventstore._apply_projection(p, max_count);
 END
 $$;
@@ -913,8 +929,9 @@ BEGIN
     UPDATE eventstore.projection AS t SET last_error = NULL, error_count = 0, retry_at = NULL
      WHERE t.name = p.name;
     IF p.mode = 'inline' THEN
-        -- replay now, holding appends back as create_projection does
-        LOCK TABLE eventstore.events IN SHARE ROW EXCLUSIVE MODE;
+        -- replay now, holding appends back as create_projection does; the
+        -- trigger is made anew (pg_restore does not bring it back)
+        PERFORM eventstore._create_inline_trigger(p);
         PERFORM eventstore._apply_projection(p, NULL, NULL, true);
     ELSE
         PERFORM eventstore._wake_worker();

@@ -44,6 +44,7 @@
 #include "storage/shmem.h"
 #include "storage/spin.h"
 #include "tcop/utility.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
@@ -163,12 +164,21 @@ es_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTre
 {
 	Node	   *parsetree = pstmt->utilityStmt;
 
-	if (es_workers != NULL && IsA(parsetree, DropdbStmt))
+	/*
+	 * Only for a DROP DATABASE that can succeed: by the database's owner,
+	 * outside a transaction block.  Anyone else must not be able to stop
+	 * another database's worker.
+	 */
+	if (es_workers != NULL && IsA(parsetree, DropdbStmt) && !IsTransactionBlock())
 	{
 		Oid			dbid = get_database_oid(((DropdbStmt *) parsetree)->dbname, true);
 		pid_t		pid = 0;
 
-		if (OidIsValid(dbid))
+#if PG_VERSION_NUM >= 160000
+		if (OidIsValid(dbid) && object_ownercheck(DatabaseRelationId, dbid, GetUserId()))
+#else
+		if (OidIsValid(dbid) && pg_database_ownercheck(dbid, GetUserId()))
+#endif
 		{
 			SpinLockAcquire(&es_workers->mutex);
 			{

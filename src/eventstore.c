@@ -10,6 +10,7 @@
 
 #include "access/xact.h"
 #include "access/xlog.h"
+#include "access/xlog_internal.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
 #include "storage/shmem.h"
@@ -166,7 +167,19 @@ PG_FUNCTION_INFO_V1(eventstore_flush_wal);
 Datum
 eventstore_flush_wal(PG_FUNCTION_ARGS pg_attribute_unused())
 {
-	XLogFlush(GetXLogInsertRecPtr());
+	XLogRecPtr	upto = GetXLogInsertRecPtr();
+	uint32		off = upto % XLOG_BLCKSZ;
+
+	/*
+	 * When nothing was inserted on the current page yet, the insert
+	 * position points just past its header, which is not written: flush to
+	 * the page's start, where the last record ended.
+	 */
+	if (off == SizeOfXLogShortPHD ||
+		(off == SizeOfXLogLongPHD &&
+		 XLogSegmentOffset(upto, wal_segment_size) == SizeOfXLogLongPHD))
+		upto -= off;
+	XLogFlush(upto);
 	PG_RETURN_VOID();
 }
 

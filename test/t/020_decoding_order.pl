@@ -206,8 +206,8 @@ is($out, join('', map { "$_\n" } @f_lines),
 my @p_lines = sql_lines('write-progress', 'on', 'stream-prefixes', 'ord-d');
 is_deeply(
 	[ map { my $e = $json->decode($_); exists $e->{progress} ? 'progress' : $e->{type} } @p_lines ],
-	[qw(progress progress progress progress D1 progress)],
-	'SQL with write-progress: a progress line for each transaction without a matching event, in commit order'
+	[qw(progress progress progress progress D1 progress progress)],
+	'SQL with write-progress: every transaction ends with a progress line, in commit order'
 );
 ($rc, $out, $err) = recvlogical('recv_progress', 'write-progress', 'stream-prefixes=ord-d');
 is($rc, 0, 'pg_recvlogical with write-progress (no value) succeeded');

@@ -275,6 +275,9 @@ BEGIN
     IF from_position < 0 THEN
         RAISE EXCEPTION 'from_position must not be negative' USING ERRCODE = '22023';
     END IF;
+    -- one creator of a name at a time: a second one must not take the
+    -- first one's new slot for a leftover and drop it
+    PERFORM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended('eventstore subscription ' || create_subscription.name, 0));
     IF EXISTS (SELECT FROM eventstore.subscription AS s WHERE s.name = create_subscription.name) THEN
         RAISE EXCEPTION 'subscription "%" already exists', create_subscription.name USING ERRCODE = '42710';
     END IF;
@@ -326,6 +329,8 @@ DECLARE
     c eventstore.cursor;
     n integer := 0;
     progress pg_lsn;
+    peeked integer;
+    window_rows integer := 2 * max_count + 100;   -- events, plus one progress line a transaction
 BEGIN
     IF max_count IS NULL OR max_count < 1 THEN
         RAISE EXCEPTION 'max_count must be at least 1' USING ERRCODE = '22023';
@@ -380,9 +385,11 @@ BEGIN
     -- move the slot past them and peek again (a few times at most).
     FOR round IN 1..8 LOOP
         progress := NULL;
+        peeked := 0;
         FOR r IN SELECT p.data FROM pg_catalog.pg_logical_slot_peek_changes(
-                     s.slot_name, NULL, max_count + 100, VARIADIC eventstore._subscription_options(s)) AS p
+                     s.slot_name, NULL, window_rows, VARIADIC eventstore._subscription_options(s)) AS p
         LOOP
+            peeked := peeked + 1;
             j := r.data::jsonb;
             IF j ? 'progress' THEN
                 progress := (j ->> 'progress')::pg_lsn;
@@ -400,16 +407,20 @@ BEGIN
             RETURN NEXT;
             EXIT WHEN n >= max_count;
         END LOOP;
-        -- Something delivered, or something polled and not yet acknowledged
-        -- in this transaction, or nothing decoded: stop here.  Otherwise
-        -- every transaction up to progress was acknowledged or unwanted,
-        -- so the slot can move past it (WAL does not pile up for an idle
-        -- subscription whose filter matches nothing).
-        EXIT WHEN n > 0 OR cur IS DISTINCT FROM s.checkpoint OR progress IS NULL
-               OR progress <= slot.confirmed_flush_lsn;
-        PERFORM eventstore._flush_wal();
-        PERFORM pg_catalog.pg_replication_slot_advance(s.slot_name, progress);
-        slot.confirmed_flush_lsn := progress;
+        -- Enough delivered, or the peek decoded everything there is: done.
+        EXIT WHEN n >= max_count OR peeked < window_rows;
+        IF n = 0 AND cur = s.checkpoint AND progress > slot.confirmed_flush_lsn THEN
+            -- every transaction up to progress was acknowledged or
+            -- unwanted: move the slot past it (WAL does not pile up for an
+            -- idle subscription whose filter matches nothing) and go on
+            PERFORM eventstore._flush_wal();
+            PERFORM pg_catalog.pg_replication_slot_advance(s.slot_name, progress);
+            slot.confirmed_flush_lsn := progress;
+        ELSE
+            -- the window was filled with events already delivered (polled in
+            -- this transaction, or before a partial ack): look further
+            window_rows := window_rows * 4;
+        END IF;
     END LOOP;
 
     UPDATE eventstore.subscription AS t
@@ -431,6 +442,12 @@ BEGIN
         RAISE EXCEPTION 'cursor must not be NULL' USING ERRCODE = '22004';
     END IF;
     s := eventstore._subscription_lock(ack.name);
+    IF s.polled IS NULL OR ((ack.cursor).lsn, (ack.cursor).seq) > ((s.polled).lsn, (s.polled).seq) THEN
+        RAISE EXCEPTION 'cursor % is beyond what subscription "%" has delivered', ack.cursor, s.name
+            USING ERRCODE = '22023',
+                  DETAIL = format('The last cursor poll returned is %s.', coalesce(s.polled::text, 'none')),
+                  HINT = 'Acknowledge a cursor that eventstore.poll returned.';
+    END IF;
     IF ((ack.cursor).lsn, (ack.cursor).seq) > ((s.checkpoint).lsn, (s.checkpoint).seq) THEN
         UPDATE eventstore.subscription AS t SET checkpoint = ack.cursor WHERE t.name = s.name;
     END IF;

@@ -68,7 +68,10 @@ typedef struct EsRelEntry
 
 void		_PG_output_plugin_init(OutputPluginCallbacks *cb);
 
-/* Split a comma-separated option value into a list of non-empty items. */
+/*
+ * Split a comma-separated option value into a list of non-empty items,
+ * without the spaces around them.
+ */
 static List *
 es_parse_list(DefElem *opt)
 {
@@ -84,8 +87,13 @@ es_parse_list(DefElem *opt)
 	value = pstrdup(strVal(opt->arg));
 	for (tok = strtok_r(value, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
 	{
+		char	   *end;
+
 		while (*tok == ' ')
 			tok++;
+		end = tok + strlen(tok);
+		while (end > tok && end[-1] == ' ')
+			*--end = '\0';
 		if (*tok != '\0')
 			items = lappend(items, tok);
 	}

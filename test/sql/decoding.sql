@@ -186,6 +186,9 @@ SELECT * FROM dec_lines('dec_slot', :base, true);
 SELECT * FROM dec_lines('dec_slot', :base, true, 'stream-prefixes', 'deca,decc');
 SELECT * FROM dec_lines('dec_slot', :base, true, 'stream-prefixes', 'deca-1');
 SELECT * FROM dec_lines('dec_slot', :base, true, 'stream-prefixes', 'decb-2,nomatch,decc-1');
+-- spaces around list items are not part of them
+SELECT (SELECT array_agg(data) FROM pg_logical_slot_peek_changes('dec_slot', NULL, NULL, 'stream-prefixes', ' decb-2 , decc-1 ', 'event-types', ' DecX ,DecY '))
+     = (SELECT array_agg(data) FROM pg_logical_slot_peek_changes('dec_slot', NULL, NULL, 'stream-prefixes', 'decb-2,decc-1', 'event-types', 'DecX,DecY')) AS spaces_are_trimmed;
 -- event types: exact names (DecX does not match DecXY); seq keeps its
 -- index in the transaction, counted before filtering
 SELECT * FROM dec_lines('dec_slot', :base, true, 'event-types', 'DecX');

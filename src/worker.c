@@ -597,7 +597,7 @@ EsDatabaseWorkerMain(Datum arg)
 
 	for (;;)
 	{
-		bool		busy = false;
+		volatile bool busy = false;
 
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
@@ -607,22 +607,41 @@ EsDatabaseWorkerMain(Datum arg)
 		}
 		MemoryContextReset(cxt);
 
-		if (es_extension_installed())
+		/*
+		 * An error outside a batch (say, DROP EXTENSION committing between
+		 * the check and the round) is logged and the round tried again
+		 * later: the worker does not exit.
+		 */
+		PG_TRY();
 		{
-			List	   *due = NIL;
-			ListCell   *lc;
-
-			es_worker_exec("SELECT eventstore._worker_due()", 0, NULL, NULL, &due);
-			elog(DEBUG1, "eventstore worker: %d projections due", list_length(due));
-			foreach(lc, due)
+			if (es_extension_installed())
 			{
-				elog(DEBUG1, "eventstore worker: running projection \"%s\"", (char *) lfirst(lc));
-				if (es_worker_run_one((char *) lfirst(lc), cxt) >= es_worker_batch_size)
-					busy = true;
-				CHECK_FOR_INTERRUPTS();
+				List	   *due = NIL;
+				ListCell   *lc;
+
+				es_worker_exec("SELECT eventstore._worker_due()", 0, NULL, NULL, &due);
+				elog(DEBUG1, "eventstore worker: %d projections due", list_length(due));
+				foreach(lc, due)
+				{
+					elog(DEBUG1, "eventstore worker: running projection \"%s\"", (char *) lfirst(lc));
+					if (es_worker_run_one((char *) lfirst(lc), cxt) >= es_worker_batch_size)
+						busy = true;
+					CHECK_FOR_INTERRUPTS();
+				}
+				list_free_deep(due);
 			}
-			list_free_deep(due);
 		}
+		PG_CATCH();
+		{
+			HOLD_INTERRUPTS();
+			MemoryContextSwitchTo(cxt);
+			EmitErrorReport();
+			FlushErrorState();
+			AbortOutOfAnyTransaction();
+			RESUME_INTERRUPTS();
+			busy = false;
+		}
+		PG_END_TRY();
 
 		if (!busy)
 		{

@@ -11,7 +11,7 @@
 set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 status=0
-for b in "${@:-append feed decoding}"; do
+for b in "${@:-append feed decoding projection}"; do
     for name in $b; do
         echo "=== bench/$name.sh"
         bash "$here/$name.sh" || { echo "bench/$name.sh failed"; status=1; }

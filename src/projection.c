@@ -32,31 +32,71 @@
 #include "eventstore.h"
 
 /*
- * Call handler(event) as role owner, with the session's default
- * search_path (the value RESET would give), not the pinned search_path of
- * the SECURITY DEFINER function that may be calling: handlers name their
- * read-model tables the way their authors' sessions do.  On error, the
- * (sub)transaction abort restores the search_path.
+ * The handler of one call site, cached in the caller's fn_extra: no
+ * catalog lookup per event.  For the inline trigger also its parsed
+ * arguments.
+ */
+typedef struct EsHandlerCache
+{
+	Oid			trigger;		/* inline trigger it belongs to, if any */
+	Oid			handler;
+	Oid			owner;
+	FmgrInfo	flinfo;
+} EsHandlerCache;
+
+/* The cache entry of outer's call site for (handler, owner). */
+static EsHandlerCache *
+es_handler_cache(FunctionCallInfo outer, Oid trigger, Oid handler, Oid owner)
+{
+	EsHandlerCache *c = (EsHandlerCache *) outer->flinfo->fn_extra;
+
+	if (c == NULL)
+	{
+		c = MemoryContextAllocZero(outer->flinfo->fn_mcxt, sizeof(EsHandlerCache));
+		outer->flinfo->fn_extra = c;
+	}
+	if (c->handler != handler || !OidIsValid(c->handler) || c->trigger != trigger)
+	{
+		fmgr_info_cxt(handler, &c->flinfo, outer->flinfo->fn_mcxt);
+		c->handler = handler;
+		c->trigger = trigger;
+	}
+	c->owner = owner;
+	return c;
+}
+
+/*
+ * Call the cached handler with event as its owner, with the session's
+ * default search_path (the value RESET would give), not the pinned
+ * search_path of the SECURITY DEFINER function that may be calling:
+ * handlers name their read-model tables the way their authors' sessions
+ * do.  The search_path is only changed when it differs (setting it drops
+ * the namespace lookup cache).  On error, the (sub)transaction abort
+ * restores it.
  */
 static void
-es_call_as(Oid handler, Oid owner, Datum event)
+es_call_as(EsHandlerCache *c, Datum event)
 {
 	Oid			save_userid;
 	int			save_sec_context;
-	int			nestlevel = NewGUCNestLevel();
+	const char *want = GetConfigOptionResetString("search_path");
+	const char *have = GetConfigOption("search_path", false, false);
+	int			nestlevel = -1;
 
-	(void) set_config_option("search_path", GetConfigOptionResetString("search_path"),
-							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+	if (want != NULL && (have == NULL || strcmp(want, have) != 0))
+	{
+		nestlevel = NewGUCNestLevel();
+		(void) set_config_option("search_path", want, PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
+	}
 	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(owner, save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+	SetUserIdAndSecContext(c->owner, save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
 	PG_TRY();
 	{
-		FmgrInfo	flinfo;
 		LOCAL_FCINFO(fcinfo, 1);
 
 		/* not OidFunctionCall1: a void SQL function returns NULL */
-		fmgr_info(handler, &flinfo);
-		InitFunctionCallInfoData(*fcinfo, &flinfo, 1, InvalidOid, NULL, NULL);
+		InitFunctionCallInfoData(*fcinfo, &c->flinfo, 1, InvalidOid, NULL, NULL);
 		fcinfo->args[0].value = event;
 		fcinfo->args[0].isnull = false;
 		(void) FunctionCallInvoke(fcinfo);
@@ -66,7 +106,8 @@ es_call_as(Oid handler, Oid owner, Datum event)
 		SetUserIdAndSecContext(save_userid, save_sec_context);
 	}
 	PG_END_TRY();
-	AtEOXact_GUC(true, nestlevel);
+	if (nestlevel >= 0)
+		AtEOXact_GUC(true, nestlevel);
 }
 
 PG_FUNCTION_INFO_V1(eventstore_call_handler);
@@ -89,7 +130,8 @@ eventstore_call_handler(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied for function eventstore._call_handler"),
 				 errdetail("Only the owner of the eventstore extension's objects may call it.")));
-	es_call_as(PG_GETARG_OID(0), PG_GETARG_OID(1), PG_GETARG_DATUM(2));
+	es_call_as(es_handler_cache(fcinfo, InvalidOid, PG_GETARG_OID(0), PG_GETARG_OID(1)),
+			   PG_GETARG_DATUM(2));
 	PG_RETURN_VOID();
 }
 
@@ -169,10 +211,14 @@ eventstore_inline_projection(PG_FUNCTION_ARGS)
 	{
 		HeapTuple	ev = heap_form_tuple(eventdesc, values, nulls);
 
+		EsHandlerCache *c = (EsHandlerCache *) fcinfo->flinfo->fn_extra;
+
 		ReleaseTupleDesc(eventdesc);
-		es_call_as(DatumGetObjectId(DirectFunctionCall1(oidin, CStringGetDatum(args[1]))),
-				   DatumGetObjectId(DirectFunctionCall1(oidin, CStringGetDatum(args[2]))),
-				   HeapTupleGetDatum(ev));
+		if (c == NULL || c->trigger != trigdata->tg_trigger->tgoid)
+			c = es_handler_cache(fcinfo, trigdata->tg_trigger->tgoid,
+								 DatumGetObjectId(DirectFunctionCall1(oidin, CStringGetDatum(args[1]))),
+								 DatumGetObjectId(DirectFunctionCall1(oidin, CStringGetDatum(args[2]))));
+		es_call_as(c, HeapTupleGetDatum(ev));
 	}
 	return PointerGetDatum(NULL);
 }

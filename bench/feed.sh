@@ -333,30 +333,11 @@ header="$out/header.md"
     echo "- whole run: $((t_end - t_start)) s"
 }  >"$header"
 
-echo
-cat "$header"
-echo
-cat "$table"
-[ -n "$cg_summary" ] && { echo; cat "$cg_summary"; }
-
-if [ "$DOC" != none ] && [ -f "$DOC" ] && grep -q '<!-- results:begin -->' "$DOC"; then
-    {
-        sed '/<!-- results:begin -->/q' "$DOC"
-        echo
-        cat "$header"
-        echo
-        cat "$table"
-        [ -n "$cg_summary" ] && { echo; cat "$cg_summary"; }
-        echo
-        echo "Plans of the plain queries (EXPLAIN, after = 500000):"
-        echo
-        echo '```'
-        cat "$out/plans.txt"
-        echo '```'
-        echo
-        sed -n '/<!-- results:end -->/,$p' "$DOC"
-    } >"$DOC.new"
-    mv "$DOC.new" "$DOC"
+{
+    echo "Plans of the plain queries (EXPLAIN, after = 500000):"
     echo
-    echo "results written to ${DOC#"$here/"}; raw output in bench/out/feed/"
-fi
+    echo '```'
+    cat "$out/plans.txt"
+    echo '```'
+} >"$out/plans.md"
+bench_report "$DOC" "$header" "$table" "${cg_summary:-}" "$out/plans.md"

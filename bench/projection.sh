@@ -159,24 +159,4 @@ header="$out/header.md"
     echo "- whole run: $((t_end - t_start)) s"
 } >"$header"
 
-echo
-cat "$header"
-echo
-cat "$table"
-[ -n "$lag_table" ] && { echo; cat "$lag_table"; }
-
-if [ "$DOC" != none ] && [ -f "$DOC" ] && grep -q '<!-- results:begin -->' "$DOC"; then
-    {
-        sed '/<!-- results:begin -->/q' "$DOC"
-        echo
-        cat "$header"
-        echo
-        cat "$table"
-        [ -n "$lag_table" ] && { echo; cat "$lag_table"; }
-        echo
-        sed -n '/<!-- results:end -->/,$p' "$DOC"
-    } >"$DOC.new"
-    mv "$DOC.new" "$DOC"
-    echo
-    echo "results written to ${DOC#"$here/"}; raw output in bench/out/projection/"
-fi
+bench_report "$DOC" "$header" "$table" "${lag_table:-}"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Shared by bench/feed.sh and bench/decoding.sh: build and install the
+# Shared by bench/feed.sh, bench/decoding.sh and bench/projection.sh: build and install the
 # extension from a private copy of the tree, start a private throwaway
 # cluster as the postgres user on its own port and socket directory, and
 # small helpers (psql, pgbench, medians).  Sourced, not run.
@@ -113,4 +113,26 @@ median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else if
 
 bench_machine() {
     echo "$(nproc) cores, $(free -g | awk '/^Mem:/ { print $2 }') GiB, load average $(cut -d' ' -f1-3 /proc/loadavg) at start"
+}
+
+# bench_report DOC FILE...: print the result files (empty or missing ones
+# skipped), each after a blank line, and put them between DOC's
+# "<!-- results:begin -->" and "<!-- results:end -->" markers (DOC "none":
+# nowhere).
+bench_report() {
+    local doc=$1 f
+    shift
+    for f in "$@"; do [ -s "$f" ] && { echo; cat "$f"; }; done
+    if [ "$doc" != none ] && [ -f "$doc" ] && grep -q '<!-- results:begin -->' "$doc"; then
+        {
+            sed '/<!-- results:begin -->/q' "$doc"
+            for f in "$@"; do [ -s "$f" ] && { echo; cat "$f"; }; done
+            echo
+            sed -n '/<!-- results:end -->/,$p' "$doc"
+        } >"$doc.new"
+        mv "$doc.new" "$doc"
+        echo
+        echo "results written to ${doc#"$here/"}; raw output in ${out#"$here/"}/"
+    fi
+    return 0
 }

@@ -19,5 +19,5 @@ es_install_deps() {
         apt-get update -qq
         apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
     fi
-    export PATH="/usr/lib/postgresql/15/bin:$PATH"
+    export PATH="$(${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config} --bindir):$PATH"
 }

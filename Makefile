@@ -7,6 +7,7 @@ OBJS = \
 	src/stream.o \
 	src/append.o \
 	src/read.o \
+	src/result.o \
 	src/feed.o \
 	src/decoder.o \
 	src/projection.o \

@@ -74,9 +74,10 @@ extern void EsWorkerShmemInit(void);
 extern void EsWorkerInit(void);
 extern void EsWakeWorker(Oid dbid);
 
-/* read.c */
+/* result.c */
 struct ReturnSetInfo;
 struct TupleTableSlot;
+extern void EsInitEventResult(FunctionCallInfo fcinfo);
 extern void EsPutEvent(struct ReturnSetInfo *rsinfo, struct TupleTableSlot *slot);
 
 /* stream.c */

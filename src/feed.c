@@ -354,7 +354,7 @@ eventstore_read_all(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("stream_prefix is longer than a stream name can be")));
 
-	InitMaterializedSRF(fcinfo, 0);
+	EsInitEventResult(fcinfo);
 	cat = EsGetCatalog();
 	es_feed_begin(&rd, cat, after);
 	if (types != NULL)
@@ -433,7 +433,7 @@ eventstore_read_category(PG_FUNCTION_ARGS)
 					 errdetail("The size must be at least 1 and the member between 0 and size - 1.")));
 	}
 
-	InitMaterializedSRF(fcinfo, 0);
+	EsInitEventResult(fcinfo);
 	cat = EsGetCatalog();
 	es_feed_begin(&rd, cat, after);
 	rd.group_size = size;

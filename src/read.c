@@ -25,29 +25,6 @@
 
 #include "eventstore.h"
 
-/*
- * Append the event in slot to the SRF's tuplestore.  The columns of
- * eventstore.events are exactly those of eventstore.event, so the stored
- * tuple is copied as it is, without deforming and re-forming it.
- */
-void
-EsPutEvent(ReturnSetInfo *rsinfo, TupleTableSlot *slot)
-{
-	bool		should_free;
-	HeapTuple	tuple = ExecFetchSlotHeapTuple(slot, false, &should_free);
-
-	if (HeapTupleHeaderGetNatts(tuple->t_data) == ES_NUM_EVENT_COLS)
-		tuplestore_puttuple(rsinfo->setResult, tuple);
-	else
-	{
-		slot_getsomeattrs(slot, ES_NUM_EVENT_COLS);
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc,
-							 slot->tts_values, slot->tts_isnull);
-	}
-	if (should_free)
-		heap_freetuple(tuple);
-}
-
 PG_FUNCTION_INFO_V1(eventstore_read_stream);
 
 /* SQL: read_stream(stream, from_version, max_count, backward) */
@@ -83,7 +60,7 @@ eventstore_read_stream(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("max_count must not be negative")));
 
-	InitMaterializedSRF(fcinfo, 0);
+	EsInitEventResult(fcinfo);
 	if (limit == 0)
 		return (Datum) 0;
 

@@ -60,7 +60,7 @@ END
 $$;
 
 BEGIN;
-SELECT plan(103);
+SELECT plan(111);
 
 -- Read everything by paging through read_all (or read_category with a
 -- consumer group member), page rows at a time, continuing after the last
@@ -393,6 +393,53 @@ SELECT throws_ok($$SELECT * FROM eventstore.read_category('task', consumer_group
 SELECT throws_ok($$SELECT * FROM eventstore.read_category('task', consumer_group_member => 0)$$, '22023', NULL, 'a member without a size is an error');
 SELECT throws_ok($$SELECT * FROM eventstore.read_category('task', consumer_group_size => 3)$$, '22023', NULL, 'a size without a member is an error');
 SELECT throws_ok($$SELECT eventstore.consumer_group_member('task-1', 0)$$, '22023', NULL, 'consumer_group_member with group size 0 is an error');
+
+-- ---------------------------------------------------------------------
+-- Result memory (src/result.c): pages are kept in a backend-lifetime
+-- context that is emptied when the last query holding a page ends.  A
+-- page must stay intact while other reads start and end around it, and
+-- nothing may be left behind by a read that fails.
+CREATE TEMP VIEW feed_result_mem AS
+    SELECT coalesce(sum(used_bytes), 0) AS used, count(*) AS contexts
+      FROM pg_backend_memory_contexts WHERE name = 'eventstore results';
+CREATE TEMP TABLE feed_expected AS
+    SELECT global_position, event_id FROM eventstore.events ORDER BY global_position LIMIT 600;
+DECLARE feed_cursor SCROLL CURSOR FOR SELECT global_position, event_id FROM eventstore.read_all(0, 600);
+CREATE TEMP TABLE feed_fetched (global_position bigint, event_id uuid);
+MOVE FORWARD 100 IN feed_cursor;
+SELECT is((SELECT count(*) FROM eventstore.read_all(0, 800)), 800::bigint,
+          'a second read runs and ends while a cursor holds the first page');
+SELECT is((SELECT count(*) FROM eventstore.read_stream('bulk-1')), 1003::bigint,
+          'a stream read runs and ends while a cursor holds the first page');
+MOVE ABSOLUTE 0 IN feed_cursor;
+DO $$
+DECLARE
+    c refcursor := 'feed_cursor';
+    r record;
+BEGIN
+    LOOP
+        FETCH c INTO r;
+        EXIT WHEN NOT FOUND;
+        INSERT INTO feed_fetched VALUES (r.global_position, r.event_id);
+    END LOOP;
+END
+$$;
+CLOSE feed_cursor;
+SELECT results_eq('SELECT * FROM feed_fetched ORDER BY global_position',
+                  'SELECT * FROM feed_expected ORDER BY global_position',
+                  'the cursor''s page is intact after other reads came and went');
+SELECT results_eq($$SELECT a.global_position, s.global_position FROM
+                      eventstore.read_all(0, 5) AS a,
+                      LATERAL (SELECT r.global_position FROM eventstore.read_all(a.global_position - 1, 1) AS r) AS s$$,
+                  $$SELECT global_position, global_position FROM feed_expected ORDER BY global_position LIMIT 5$$,
+                  'a read rescanned once per outer row (LATERAL) returns the right rows');
+SELECT throws_ok($$SELECT 1 / (a.global_position - a.global_position) FROM eventstore.read_all(0, 500) AS a$$,
+                 '22012', NULL, 'a query fails after its page was read');
+SELECT cmp_ok((SELECT used FROM feed_result_mem), '<', 4096::numeric,
+              'the failed query''s page was freed when the query ended');
+SELECT is((SELECT contexts FROM feed_result_mem), 1::bigint, 'one result context per backend');
+SELECT cmp_ok((SELECT used FROM feed_result_mem), '<', 4096::numeric,
+              'after the reads, the result context holds nothing');
 
 -- ---------------------------------------------------------------------
 -- argument errors

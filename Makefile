@@ -10,6 +10,7 @@ OBJS = \
 	src/result.o \
 	src/feed.o \
 	src/decoder.o \
+	src/jsonwrite.o \
 	src/projection.o \
 	src/worker.o \
 	src/immutable.o

@@ -43,6 +43,7 @@
 #endif
 
 #include "eventstore.h"
+#include "jsonwrite.h"
 
 /* Report progress to the walsender after this many skipped changes. */
 #define ES_PROGRESS_EVERY	100
@@ -54,6 +55,8 @@ typedef struct EsDecoder
 	List	   *prefixes;		/* of char *; NIL: every stream */
 	List	   *types;			/* of char *; NIL: every type */
 	HTAB	   *relcache;		/* relid -> is it eventstore.events? */
+	Oid			last_relid;		/* the last relation looked up, */
+	bool		last_is_events; /* and the answer */
 	int			seq;			/* events seen in the current transaction */
 	bool		wrote;			/* wrote anything for it */
 	int			skipped;		/* changes since the last progress report */
@@ -204,7 +207,11 @@ es_is_events_rel(EsDecoder *d, Relation rel)
 {
 	Oid			relid = RelationGetRelid(rel);
 	bool		found;
-	EsRelEntry *e = hash_search(d->relcache, &relid, HASH_ENTER, &found);
+	EsRelEntry *e;
+
+	if (relid == d->last_relid)
+		return d->last_is_events;
+	e = hash_search(d->relcache, &relid, HASH_ENTER, &found);
 
 	if (!found)
 	{
@@ -214,6 +221,8 @@ es_is_events_rel(EsDecoder *d, Relation rel)
 			strcmp(RelationGetRelationName(rel), "events") == 0 &&
 			RelationGetDescr(rel)->natts >= ES_NUM_EVENT_COLS;
 	}
+	d->last_relid = relid;
+	d->last_is_events = e->is_events;
 	return e->is_events;
 }
 
@@ -236,20 +245,13 @@ es_text_in_list(text *t, List *items, bool prefix)
 	return false;
 }
 
-/* Append a text datum to buf as a JSON string. */
+/* Append a text datum as a JSON string. */
 static void
-es_json_text(StringInfo buf, Datum value)
+es_json_text(StringInfo out, Datum value)
 {
-	escape_json(buf, TextDatumGetCString(value));
-}
+	text	   *t = DatumGetTextPP(value);
 
-/* Append a jsonb datum to buf as JSON text. */
-static void
-es_json_jsonb(StringInfo buf, Datum value)
-{
-	Jsonb	   *jb = DatumGetJsonbP(value);
-
-	(void) JsonbToCString(buf, &jb->root, VARSIZE(jb));
+	EsJsonString(out, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
 }
 
 /* Report progress now and then while changes are being skipped. */
@@ -304,20 +306,28 @@ es_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 
 	OutputPluginPrepareWrite(ctx, true);
 	out = ctx->out;
-	appendStringInfo(out, "{\"position\":" INT64_FORMAT ",\"stream\":",
-					 DatumGetInt64(values[Anum_es_position - 1]));
+	EsPutLiteral(out, "{\"position\":");
+	EsAppendInt64(out, DatumGetInt64(values[Anum_es_position - 1]));
+	EsPutLiteral(out, ",\"stream\":");
 	es_json_text(out, values[Anum_es_stream - 1]);
-	appendStringInfo(out, ",\"version\":" INT64_FORMAT ",\"id\":\"%s\",\"type\":",
-					 DatumGetInt64(values[Anum_es_version - 1]),
-					 DatumGetCString(DirectFunctionCall1(uuid_out, values[Anum_es_event_id - 1])));
+	EsPutLiteral(out, ",\"version\":");
+	EsAppendInt64(out, DatumGetInt64(values[Anum_es_version - 1]));
+	EsPutLiteral(out, ",\"id\":");
+	EsJsonUuid(out, DatumGetUUIDP(values[Anum_es_event_id - 1]));
+	EsPutLiteral(out, ",\"type\":");
 	es_json_text(out, values[Anum_es_event_type - 1]);
-	appendStringInfoString(out, ",\"data\":");
-	es_json_jsonb(out, values[Anum_es_data - 1]);
-	appendStringInfoString(out, ",\"metadata\":");
-	es_json_jsonb(out, values[Anum_es_metadata - 1]);
-	appendStringInfo(out, ",\"created_at\":\"%s\",\"lsn\":\"%X/%X\",\"seq\":%d}",
-					 JsonEncodeDateTime(NULL, values[Anum_es_created_at - 1], TIMESTAMPTZOID, NULL),
-					 LSN_FORMAT_ARGS(txn->final_lsn), seq);
+	EsPutLiteral(out, ",\"data\":");
+	EsJsonJsonb(out, DatumGetJsonbP(values[Anum_es_data - 1]));
+	EsPutLiteral(out, ",\"metadata\":");
+	EsJsonJsonb(out, DatumGetJsonbP(values[Anum_es_metadata - 1]));
+	EsPutLiteral(out, ",\"created_at\":");
+	EsJsonTimestamptz(out, DatumGetTimestampTz(values[Anum_es_created_at - 1]));
+	EsPutLiteral(out, ",\"lsn\":");
+	EsJsonLsn(out, txn->final_lsn);
+	EsPutLiteral(out, ",\"seq\":");
+	EsAppendInt64(out, seq);
+	EsPutChar(out, '}');
+	out->data[out->len] = '\0';
 	OutputPluginWrite(ctx, true);
 
 	d->wrote = true;

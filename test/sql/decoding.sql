@@ -168,6 +168,71 @@ SELECT data LIKE '%"stream":"dec-ünï"%"type":"Ωmega"%"emoji": "😀"%' AS non
  WHERE data LIKE '%ünï%';
 SELECT count(*) FROM pg_logical_slot_get_changes('dec_slot', NULL, NULL);
 
+-- 3b. Every line is exactly the text PostgreSQL itself writes for the
+-- row: strings as to_json(text), data and metadata as jsonb::text,
+-- created_at as to_json(timestamptz), in the session's time zone.  Values
+-- cover every jsonb entry type, nesting, empty containers, top-level
+-- scalars (data; metadata is an object), numbers in every form, escapes and every control character,
+-- long strings and objects big enough for stored offsets (more than 32
+-- entries) and TOAST.
+SET timezone = 'Asia/Kolkata';
+SELECT 'appended' FROM eventstore.append('dec-text', (
+    SELECT jsonb_agg(jsonb_build_object('type', 'T' || i, 'data', d, 'metadata', jsonb_build_object('m', m)) ORDER BY i)
+      FROM (VALUES
+        (1, '{}'::jsonb, '[]'::jsonb),
+        (2, '{"a": {}, "b": [], "c": [{}, []], "d": [[[]]]}', '{"x": null}'),
+        (3, '"just a string"', '12.50'),
+        (4, 'true', 'false'),
+        (5, 'null', '[null, true, false, "", 0]'),
+        (6, '[1, -2, 3.0, -4.25, 1e3, 1.5e-7, 12345678901234567890123456789, 0.000, -0]', '{"n": 9223372036854775807}'),
+        (7, jsonb_build_object('ctl', (SELECT string_agg(chr(c), '') FROM generate_series(1, 31) AS c) || E'"\\/\x7f'),
+            jsonb_build_object(E'key "q"\n', E'\t', 'é', 'ünï 😀')),
+        (8, (SELECT jsonb_object_agg('k' || lpad(g::text, 3, '0'), CASE g % 4 WHEN 0 THEN to_jsonb(g) WHEN 1 THEN to_jsonb('v' || g)
+                                                                       WHEN 2 THEN jsonb_build_array(g, jsonb_build_object('g', g)) ELSE 'null' END)
+               FROM generate_series(1, 100) AS g),
+            (SELECT jsonb_agg(g * 1.5) FROM generate_series(1, 70) AS g)),
+        (9, jsonb_build_object('long', repeat('abcdefghij', 5000), 'n', 1), jsonb_build_object('same', repeat('z', 3000)))
+      ) AS v(i, d, m)));
+SELECT count(*) AS lines,
+       count(*) FILTER (WHERE split_part(p.data, ',"lsn":', 1) =
+           '{"position":' || e.global_position || ',"stream":' || to_json(e.stream)::text ||
+           ',"version":' || e.stream_version || ',"id":"' || e.event_id || '","type":' || to_json(e.event_type)::text ||
+           ',"data":' || e.data::text || ',"metadata":' || e.metadata::text ||
+           ',"created_at":' || to_json(e.created_at)::text) AS equal_to_postgres_text,
+       count(*) FILTER (WHERE p.data ~ ',"lsn":"[0-9A-F]+/[0-9A-F]+","seq":[0-9]+}$'
+                          AND (p.data::jsonb ->> 'lsn')::pg_lsn::text = p.data::jsonb ->> 'lsn') AS lsn_as_pg_lsn
+  FROM pg_logical_slot_get_changes('dec_slot', NULL, NULL) AS p
+  JOIN eventstore.events AS e ON e.global_position = (p.data::jsonb ->> 'position')::bigint;
+-- created_at in every form: whole seconds, fractions with trailing zeros,
+-- one microsecond, both sides of a daylight-saving change (Berlin, 01:00
+-- UTC), before 2000, BC, after 9999, infinities, and last the second of
+-- the first row again (written in one time zone, then first in another);
+-- one transaction, so the lines are written back to back.  Appends stamp
+-- created_at themselves, so these rows are inserted directly (which the
+-- table's owner can do).
+BEGIN;
+INSERT INTO eventstore.events
+SELECT nextval('eventstore.global_position_seq'), 'dec-ts', v, gen_random_uuid(), 'Ts', '{}', '{}', t::timestamptz
+  FROM unnest(ARRAY['2026-03-29 00:59:59.999999+00', '2026-03-29 01:00:00+00', '2026-03-29 01:00:00.5+00',
+                    '2026-03-29 01:00:00.000001+00', '2026-03-29 01:00:00.12+00', '2026-03-29 01:00:00.1203+00',
+                    '2026-10-25 00:59:59+00', '2026-10-25 01:00:00.25+00', '1999-12-31 23:59:59.75+00',
+                    '1970-01-01 00:00:00+00', '0044-03-15 12:00:00.5 BC', '12345-06-07 08:09:10.11+00',
+                    'infinity', '-infinity', '2026-03-29 00:59:59.25+00']) WITH ORDINALITY AS x(t, v);
+COMMIT;
+SET timezone = 'Europe/Berlin';
+SELECT count(*) AS lines,
+       count(*) FILTER (WHERE p.data LIKE '%,"created_at":' || to_json(e.created_at)::text || ',"lsn":%') AS created_at_berlin
+  FROM pg_logical_slot_peek_changes('dec_slot', NULL, NULL) AS p
+  JOIN eventstore.events AS e ON e.global_position = (p.data::jsonb ->> 'position')::bigint
+ WHERE e.stream = 'dec-ts';
+SET timezone = 'Asia/Kolkata';
+SELECT count(*) AS lines,
+       count(*) FILTER (WHERE p.data LIKE '%,"created_at":' || to_json(e.created_at)::text || ',"lsn":%') AS created_at_kolkata
+  FROM pg_logical_slot_get_changes('dec_slot', NULL, NULL) AS p
+  JOIN eventstore.events AS e ON e.global_position = (p.data::jsonb ->> 'position')::bigint
+ WHERE e.stream = 'dec-ts';
+RESET timezone;
+
 -- 4. Options, all on the same transactions (peek):
 --   T1: deca-1 DecX, decb-1 DecY              T2: deca-10 DecXY
 --   T3: decc-1 DecZ, DecX, DecY (one batch)   T4: dec_other only

@@ -7,8 +7,8 @@
 #     lines: one commit lsn, seq 0..N-1, versions 1..N, consecutive
 #     positions, the data of each event, and the slot's statistics show
 #     the transaction was spilled;
-#   - a subscription pages through it with poll(max_count => 50000) in
-#     transactions that ack what they polled: pages of exactly 50000,
+#   - a subscription pages through it with poll(max_count => $page) in
+#     transactions that ack what they polled: pages of exactly $page,
 #     every event once, in order;
 #   - a walsender consumer (pg_recvlogical, slot created with
 #     -P eventstore) whose stream-prefixes filter matches none of it, with
@@ -16,10 +16,11 @@
 #     the whole transaction, confirms past it, and then receives the one
 #     matching event appended afterwards -- and nothing else.
 #
-# The issue asks for 1,000,000 events.  On the 2-core test machine the
-# append alone takes about 100 s at that size (10 s at 200,000) and every
-# poll page decodes the whole transaction again (about 25 s a page), so
-# the test uses 200,000 to stay within about a minute.
+# 1,000,000 events, as the issue asks (ES_HUGE_EVENTS and ES_HUGE_PAGE
+# change the size and the poll page for quicker runs).  Every poll page
+# decodes the whole transaction again from the spill files, so the pages
+# are 250,000 events: about 110 s in all on the 2-core test machine
+# (append 28 s, SQL decoding 10 s, each poll page ~10 s).
 use strict;
 use warnings;
 
@@ -29,8 +30,8 @@ use Test::More;
 use IPC::Run;
 use Time::HiRes qw(time);
 
-my $N = 200_000;
-my $page = 50_000;
+my $N = $ENV{ES_HUGE_EVENTS} // 1_000_000;
+my $page = $ENV{ES_HUGE_PAGE} // 250_000;
 
 my $node = PostgreSQL::Test::Cluster->new('huge');
 $node->init;

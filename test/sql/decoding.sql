@@ -219,18 +219,22 @@ SELECT nextval('eventstore.global_position_seq'), 'dec-ts', v, gen_random_uuid()
                     '1970-01-01 00:00:00+00', '0044-03-15 12:00:00.5 BC', '12345-06-07 08:09:10.11+00',
                     'infinity', '-infinity', '2026-03-29 00:59:59.25+00']) WITH ORDINALITY AS x(t, v);
 COMMIT;
+-- the lines of dec-ts, and how many show created_at as to_json() does in
+-- the session's time zone; consume: get instead of peek
+CREATE FUNCTION dec_created_at(consume boolean, OUT lines bigint, OUT as_to_json bigint)
+LANGUAGE sql AS $$
+    SELECT count(*),
+           count(*) FILTER (WHERE p.data LIKE '%,"created_at":' || to_json(e.created_at)::text || ',"lsn":%')
+      FROM (SELECT data FROM pg_logical_slot_peek_changes('dec_slot', NULL, NULL) WHERE NOT consume
+            UNION ALL
+            SELECT data FROM pg_logical_slot_get_changes('dec_slot', NULL, NULL) WHERE consume) AS p
+      JOIN eventstore.events AS e ON e.global_position = (p.data::jsonb ->> 'position')::bigint
+     WHERE e.stream = 'dec-ts'
+$$;
 SET timezone = 'Europe/Berlin';
-SELECT count(*) AS lines,
-       count(*) FILTER (WHERE p.data LIKE '%,"created_at":' || to_json(e.created_at)::text || ',"lsn":%') AS created_at_berlin
-  FROM pg_logical_slot_peek_changes('dec_slot', NULL, NULL) AS p
-  JOIN eventstore.events AS e ON e.global_position = (p.data::jsonb ->> 'position')::bigint
- WHERE e.stream = 'dec-ts';
+SELECT * FROM dec_created_at(false);
 SET timezone = 'Asia/Kolkata';
-SELECT count(*) AS lines,
-       count(*) FILTER (WHERE p.data LIKE '%,"created_at":' || to_json(e.created_at)::text || ',"lsn":%') AS created_at_kolkata
-  FROM pg_logical_slot_get_changes('dec_slot', NULL, NULL) AS p
-  JOIN eventstore.events AS e ON e.global_position = (p.data::jsonb ->> 'position')::bigint
- WHERE e.stream = 'dec-ts';
+SELECT * FROM dec_created_at(true);
 RESET timezone;
 
 -- 4. Options, all on the same transactions (peek):
@@ -305,6 +309,7 @@ SELECT pg_drop_replication_slot('dec_slot');
 SELECT pg_drop_replication_slot('dec_slot_late');
 DROP FUNCTION dec_lines(name, bigint, boolean, text[]);
 DROP FUNCTION dec_check(name, text[]);
+DROP FUNCTION dec_created_at(boolean);
 DROP TABLE dec_other, dec_ddl;
 DROP TABLE dec_s.events;
 DROP SCHEMA dec_s;

@@ -17,6 +17,10 @@
 #   BENCH_BATCH_TX=1000 BENCH_BATCH_SIZE=1000   workload (b)
 #   BENCH_PEEK_ROUNDS=3     timed peeks per slot and workload (+1 warm-up)
 #   BENCH_LAT_SECONDS=15 BENCH_LAT_ROUNDS=2 BENCH_LAT_RATE=1000 BENCH_LAT_IDLE_MS=1
+#   BENCH_ONLY=             one part only: peek (throughput, with callgrind) or
+#                           latency; the results then go nowhere unless
+#                           BENCH_DOC names a file (they would replace the
+#                           whole results section)
 #   BENCH_DOC=bench/DECODING.md (none: nowhere)  BENCH_KEEP=0  BENCH_SOURCE=head
 BENCH_NAME=decoding
 . "$(dirname "$0")/feed/common.sh"
@@ -29,7 +33,13 @@ LAT_SECS=${BENCH_LAT_SECONDS:-15}
 LAT_ROUNDS=${BENCH_LAT_ROUNDS:-2}
 LAT_RATE=${BENCH_LAT_RATE:-1000}
 LAT_IDLE=${BENCH_LAT_IDLE_MS:-1}
-DOC=${BENCH_DOC:-$bench/DECODING.md}
+ONLY=${BENCH_ONLY:-}
+case $ONLY in
+    '') DOC=${BENCH_DOC:-$bench/DECODING.md} ;;
+    peek | latency) DOC=${BENCH_DOC:-none} ;;
+    *) echo "BENCH_ONLY must be peek or latency" >&2; exit 1 ;;
+esac
+want() { [ -z "$ONLY" ] || [ "$ONLY" = "$1" ]; }
 t_start=$(date +%s)
 machine=$(bench_machine)
 
@@ -89,50 +99,55 @@ run_workload() {
     q -c CHECKPOINT
 }
 
-run_workload single "CALL decbench.gen_single($SINGLE, 0, 2)" "CALL decbench.gen_single($SINGLE, 1, 2)"
-run_workload batch "CALL decbench.gen_batch($BATCH_TX, $BATCH_SIZE, 0, 2)" "CALL decbench.gen_batch($BATCH_TX, $BATCH_SIZE, 1, 2)"
-TXS[single]=${EVENTS[single]}
-TXS[batch]=$BATCH_TX
+if want peek; then
+    run_workload single "CALL decbench.gen_single($SINGLE, 0, 2)" "CALL decbench.gen_single($SINGLE, 1, 2)"
+    run_workload batch "CALL decbench.gen_batch($BATCH_TX, $BATCH_SIZE, 0, 2)" "CALL decbench.gen_batch($BATCH_TX, $BATCH_SIZE, 1, 2)"
+    TXS[single]=${EVENTS[single]}
+    TXS[batch]=$BATCH_TX
+fi
 
 # --- latency -------------------------------------------------------------------
-cat >"$out/lat_writer.sql" <<'EOF'
+if want latency; then
+    cat >"$out/lat_writer.sql" <<'EOF'
 \set sid random(1, 1000)
 SELECT * FROM eventstore.append_event('lat-' || :sid, 'Tick', jsonb_build_object('t', clock_timestamp()));
 EOF
-chmod 644 "$out/lat_writer.sql"
-CONSUMERS=(sub readall plain)
-echo "== latency: writer pgbench -R $LAT_RATE for ${LAT_SECS}s, consumer polls (idle sleep ${LAT_IDLE} ms); $LAT_ROUNDS rounds"
-for ((r = 1; r <= LAT_ROUNDS; r++)); do
-    for ((i = 0; i < 3; i++)); do
-        c=${CONSUMERS[$(((i + r - 1) % 3))]}
-        if [ "$c" = sub ]; then
-            q -c "SELECT eventstore.drop_subscription('lat') FROM eventstore.subscription WHERE name = 'lat'" >/dev/null
-            q -c "SELECT eventstore.create_subscription('lat')" >/dev/null
-        fi
-        q -c CHECKPOINT
-        q -c "CALL decbench.consume('$c', $r, $LAT_SECS + 3, $LAT_IDLE)" &
-        cpid=$!
-        sleep 1
-        pgb -n -c 4 -j 2 -R "$LAT_RATE" -T "$LAT_SECS" -M prepared -f "$out/lat_writer.sql" bench \
-            >"$out/lat_writer.$c.$r.txt" 2>&1 || { tail "$out/lat_writer.$c.$r.txt" >&2; exit 1; }
-        wait $cpid
-        written=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$out/lat_writer.$c.$r.txt")
-        qa -F $'\t' -c "SELECT consumer, round, polls, empty_polls, events, $written, poll_ms_sum, poll_ms_max, coalesce(lag_kb_sum, 0), coalesce(lag_kb_max, 0)
-                          FROM decbench.polls WHERE consumer = '$c' AND round = $r" >>"$out/lat_polls.tsv"
-        qa -F ' ' -c "SELECT '   $c round $r:', count(*) || ' events of $written written,',
-                             'p50', round(percentile_cont(0.5) WITHIN GROUP (ORDER BY lat_ms)::numeric, 1),
-                             'p95', round(percentile_cont(0.95) WITHIN GROUP (ORDER BY lat_ms)::numeric, 1),
-                             'p99', round(percentile_cont(0.99) WITHIN GROUP (ORDER BY lat_ms)::numeric, 1), 'ms'
-                        FROM decbench.latency WHERE consumer = '$c' AND round = $r"
+    chmod 644 "$out/lat_writer.sql"
+    CONSUMERS=(sub readall plain)
+    echo "== latency: writer pgbench -R $LAT_RATE for ${LAT_SECS}s, consumer polls (idle sleep ${LAT_IDLE} ms); $LAT_ROUNDS rounds"
+    for ((r = 1; r <= LAT_ROUNDS; r++)); do
+        for ((i = 0; i < 3; i++)); do
+            c=${CONSUMERS[$(((i + r - 1) % 3))]}
+            if [ "$c" = sub ]; then
+                q -c "SELECT eventstore.drop_subscription('lat') FROM eventstore.subscription WHERE name = 'lat'" >/dev/null
+                q -c "SELECT eventstore.create_subscription('lat')" >/dev/null
+            fi
+            q -c CHECKPOINT
+            q -c "CALL decbench.consume('$c', $r, $LAT_SECS + 3, $LAT_IDLE)" &
+            cpid=$!
+            sleep 1
+            pgb -n -c 4 -j 2 -R "$LAT_RATE" -T "$LAT_SECS" -M prepared -f "$out/lat_writer.sql" bench \
+                >"$out/lat_writer.$c.$r.txt" 2>&1 || { tail "$out/lat_writer.$c.$r.txt" >&2; exit 1; }
+            wait $cpid
+            written=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$out/lat_writer.$c.$r.txt")
+            qa -F $'\t' -c "SELECT consumer, round, polls, empty_polls, events, $written, poll_ms_sum, poll_ms_max, coalesce(lag_kb_sum, 0), coalesce(lag_kb_max, 0), cpu_ms
+                              FROM decbench.polls WHERE consumer = '$c' AND round = $r" >>"$out/lat_polls.tsv"
+            qa -F ' ' -c "SELECT '   $c round $r:', count(*) || ' events of $written written,',
+                                 'p50', round(percentile_cont(0.5) WITHIN GROUP (ORDER BY lat_ms)::numeric, 1),
+                                 'p95', round(percentile_cont(0.95) WITHIN GROUP (ORDER BY lat_ms)::numeric, 1),
+                                 'p99', round(percentile_cont(0.99) WITHIN GROUP (ORDER BY lat_ms)::numeric, 1), 'ms'
+                            FROM decbench.latency WHERE consumer = '$c' AND round = $r"
+        done
     done
-done
-q -c "SELECT eventstore.drop_subscription('lat')" >/dev/null
+    q -c "SELECT eventstore.drop_subscription('lat')" >/dev/null
+fi
 
 # --- report --------------------------------------------------------------------
 med() { awk -F'\t' -v w="$1" -v p="$2" -v c="$3" '$1 == w && $2 == p && $3 > 0 { print $c }' "$raw" | median; }
 rl() { awk -F'\t' -v w="$1" -v p="$2" '$1 == w && $2 == p && $3 > 0 { printf "%s%.0f", (n++ ? " " : ""), $7 }' "$raw"; }
 table="$out/table.md"
-{
+: >"$table"
+want peek && {
     echo "Decoding the same WAL through three slots with pg_logical_slot_peek_changes (nothing consumed), count(*) and sum(octet_length) of the output;"
     echo "one warm-up peek then $PEEK_ROUNDS timed peeks per slot in rotating order; medians. events/s = events decoded / CPU time of the decoding backend."
     echo
@@ -153,13 +168,16 @@ table="$out/table.md"
     done
     echo
     echo "Generation (not a measurement of decoding): (a) ${GEN[single]%.*} s, ${WAL[single]} of WAL; (b) ${GEN[batch]%.*} s, ${WAL[batch]} of WAL (2 generator sessions each)."
-    echo
+} >>"$table"
+want latency && {
+    [ -s "$table" ] && echo
     echo "End-to-end latency at ~$LAT_RATE events/s (pgbench -R $LAT_RATE, 4 clients, single-event append_event whose data holds clock_timestamp());"
     echo "a consumer loop of poll + acknowledge + commit per iteration, sleeping ${LAT_IDLE} ms after an empty poll; latency = consumer clock_timestamp() when the poll"
-    echo "returned - the writer's timestamp; $LAT_ROUNDS rounds of ${LAT_SECS}s per consumer, percentiles over all their events."
+    echo "returned - the writer's timestamp; $LAT_ROUNDS rounds of ${LAT_SECS}s per consumer, percentiles over all their events. CPU per poll: the consumer backend's"
+    echo "CPU time (/proc/self/schedstat) over its whole loop / polls. Slot restart lag: confirmed_flush_lsn - restart_lsn after each poll, the WAL every poll decodes again."
     echo
-    echo "| consumer | events received / written | written / s | polls (empty) | ms per poll (avg / max) | slot restart lag KB (avg / max) | p50 ms | p95 ms | p99 ms | max ms | p50 vs plain |"
-    echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    echo "| consumer | events received / written | written / s | polls (empty) | ms per poll (avg / max) | CPU ms per poll | slot restart lag KB (avg / max) | p50 ms | p95 ms | p99 ms | max ms | p50 vs plain |"
+    echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     plain50=$(qa -c "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY lat_ms) FROM decbench.latency WHERE consumer = 'plain'")
     for c in "${CONSUMERS[@]}"; do
         case $c in
@@ -167,17 +185,17 @@ table="$out/table.md"
             readall) d="eventstore.read_all(checkpoint, 1000) + checkpoint row" ;;
             plain) d="plain SELECT by position + checkpoint row (not gap-safe)" ;;
         esac
-        pl=$(awk -F'\t' -v c=$c -v secs="$LAT_SECS" '$1 == c { p += $3; e += $4; n += $5; w += $6; ps += $7; if ($8 > pm) pm = $8; ls += $9; if ($10 > lm) lm = $10; k++ }
-              END { printf "%d / %d\t%.0f\t%d (%d)\t%.1f / %.0f\t%s", n, w, w / secs / k, p, e, ps / p, pm, (c == "sub" ? sprintf("%.0f / %.0f", ls / p, lm) : "-") }' "$out/lat_polls.tsv")
+        pl=$(awk -F'\t' -v c=$c -v secs="$LAT_SECS" '$1 == c { p += $3; e += $4; n += $5; w += $6; ps += $7; if ($8 > pm) pm = $8; ls += $9; if ($10 > lm) lm = $10; cpu += $11; k++ }
+              END { printf "%d / %d\t%.0f\t%d (%d)\t%.1f / %.0f\t%.2f\t%s", n, w, w / secs / k, p, e, ps / p, pm, cpu / p, (c == "sub" ? sprintf("%.0f / %.0f", ls / p, lm) : "-") }' "$out/lat_polls.tsv")
         qa -F $'\t' -c "SELECT round(percentile_cont(0.5) WITHIN GROUP (ORDER BY lat_ms)::numeric, 1),
                                round(percentile_cont(0.95) WITHIN GROUP (ORDER BY lat_ms)::numeric, 1),
                                round(percentile_cont(0.99) WITHIN GROUP (ORDER BY lat_ms)::numeric, 1),
                                round(max(lat_ms)::numeric, 1),
                                round((percentile_cont(0.5) WITHIN GROUP (ORDER BY lat_ms) / $plain50)::numeric, 2)
                           FROM decbench.latency WHERE consumer = '$c'" |
-            awk -F'\t' -v d="$d" -v pl="$pl" 'BEGIN { split(pl, a, "\t") } { printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", d, a[1], a[2], a[3], a[4], a[5], $1, $2, $3, $4, $5 }'
+            awk -F'\t' -v d="$d" -v pl="$pl" 'BEGIN { split(pl, a, "\t") } { printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", d, a[1], a[2], a[3], a[4], a[5], a[6], $1, $2, $3, $4, $5 }'
     done
-} >"$table"
+} >>"$table"
 
 # --- optional: instruction counts under callgrind --------------------------------
 # Where does decoding time go?  A fresh set of slots over a small workload
@@ -189,6 +207,7 @@ table="$out/table.md"
 # wal2json.  (wal2json.so, test_decoding.so and postgres are stripped:
 # their static functions show as addresses.)
 CALLGRIND=${BENCH_CALLGRIND:-auto}
+want peek || CALLGRIND=0
 if [ "$CALLGRIND" = auto ]; then
     command -v valgrind >/dev/null && CALLGRIND=1 || CALLGRIND=0
 fi

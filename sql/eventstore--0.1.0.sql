@@ -183,6 +183,16 @@ CREATE FUNCTION eventstore._flush_wal() RETURNS void
     LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION eventstore._flush_wal() IS 'internal: flush WAL so a slot never moves past a commit that could be lost';
 
+-- A subscription's slot decodes from its restart_lsn on every poll, and
+-- restart_lsn only moves past a running-transactions record.  poll calls
+-- this before each peek: when the slot's restart_lsn trails its
+-- confirmed_flush_lsn by more than 256 kB, it logs one (rate-limited for
+-- the whole server), so restart_lsn follows the acknowledgements.
+CREATE FUNCTION eventstore._log_running_xacts(slot_name name) RETURNS pg_lsn
+    AS 'MODULE_PATHNAME', 'eventstore_log_running_xacts'
+    LANGUAGE C VOLATILE STRICT;
+COMMENT ON FUNCTION eventstore._log_running_xacts(name) IS 'internal: log a running-transactions record when the slot''s restart_lsn lags far behind its confirmed position, so decoding can move it; the record''s LSN, or NULL';
+
 CREATE TYPE eventstore.cursor AS (
     lsn      pg_lsn,   -- commit LSN of the event's transaction; 0/0 for history
     seq      bigint,   -- index of the event in its transaction; its position for history
@@ -335,6 +345,12 @@ BEGIN
     IF max_count IS NULL OR max_count < 1 THEN
         RAISE EXCEPTION 'max_count must be at least 1' USING ERRCODE = '22023';
     END IF;
+    -- Keep the slot's restart_lsn near its confirmed position, so the
+    -- advance and the peek below do not decode the same WAL again and
+    -- again.  Before the row lock: this transaction may have no xid yet,
+    -- and then does not hold the new restart point back.
+    PERFORM eventstore._log_running_xacts(t.slot_name)
+       FROM eventstore.subscription AS t WHERE t.name = poll.name;
     s := eventstore._subscription_lock(poll.name);
     -- a second poll in one transaction continues after the first
     cur := CASE WHEN s.polled_xid = pg_catalog.pg_current_xact_id() THEN s.polled ELSE s.checkpoint END;

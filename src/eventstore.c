@@ -12,11 +12,17 @@
 #include "access/xlog.h"
 #include "access/xlog_internal.h"
 #include "miscadmin.h"
+#include "port/atomics.h"
+#include "replication/slot.h"
 #include "storage/ipc.h"
+#include "storage/lwlock.h"
 #include "storage/shmem.h"
+#include "storage/spin.h"
+#include "storage/standby.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
+#include "utils/pg_lsn.h"
 #if PG_VERSION_NUM >= 160000
 #include "varatt.h"
 #endif
@@ -37,9 +43,20 @@ bool		es_preloaded = false;
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
+/*
+ * Shared by _log_running_xacts in every backend: the WAL insert position
+ * when it last logged a running-transactions record.
+ */
+typedef struct EsRunningXactsShared
+{
+	pg_atomic_uint64 last_logged;
+} EsRunningXactsShared;
+
+static EsRunningXactsShared *es_running_xacts = NULL;
+
 void		_PG_init(void);
 
-/* Ask for the shared memory of the in-flight registry. */
+/* Ask for the shared memory of the in-flight registry and the others. */
 static void
 es_shmem_request(void)
 {
@@ -47,16 +64,26 @@ es_shmem_request(void)
 		prev_shmem_request_hook();
 	RequestAddinShmemSpace(EsRegistryShmemSize());
 	RequestAddinShmemSpace(EsWorkerShmemSize());
+	RequestAddinShmemSpace(sizeof(EsRunningXactsShared));
 }
 
-/* Create or attach to the in-flight registry. */
+/* Create or attach to the in-flight registry and the others. */
 static void
 es_shmem_startup(void)
 {
+	bool		found;
+
 	if (prev_shmem_startup_hook)
 		prev_shmem_startup_hook();
 	EsRegistryShmemInit();
 	EsWorkerShmemInit();
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	es_running_xacts = ShmemInitStruct("eventstore running xacts",
+									   sizeof(EsRunningXactsShared), &found);
+	if (!found)
+		pg_atomic_init_u64(&es_running_xacts->last_logged, 0);
+	LWLockRelease(AddinShmemInitLock);
 }
 
 /*
@@ -181,6 +208,104 @@ eventstore_flush_wal(PG_FUNCTION_ARGS pg_attribute_unused())
 		upto -= off;
 	XLogFlush(upto);
 	PG_RETURN_VOID();
+}
+
+/*
+ * How far a subscription's slot may trail: when its restart_lsn is more
+ * than this behind its confirmed_flush_lsn, _log_running_xacts logs a
+ * running-transactions record.
+ *
+ * Every poll decodes from restart_lsn (pg_replication_slot_advance and
+ * pg_logical_slot_peek_changes both start there), and restart_lsn only
+ * moves when decoding passes such a record, which PostgreSQL itself logs
+ * every 15 s (bgwriter) or at a checkpoint: at 1000 single-event appends a
+ * second (~0.9 MB of WAL/s) that is up to ~14 MB decoded again per poll.
+ * The cost of this limit is what a poll decodes again, up to about this
+ * much WAL twice (advance, then peek): 256 kB is ~300 single-event
+ * transactions, ~2-3 ms of a core at the ~100 MB/s decoding measured in
+ * bench/DECODING.md.  The cost of a record is small but not nothing:
+ * ProcArrayLock while it is built, a few dozen bytes of WAL, and every
+ * decoding slot that passes it writes a snapshot file (pg_logical/snapshots,
+ * fsynced, removed at checkpoints).  Records are logged at most once per
+ * half this much WAL for the whole server (see below), so at most 8 a
+ * second at ~1 MB/s of WAL, however many subscriptions there are.
+ * Measured at 1000 events/s (bench/DECODING.md): 256 kB keeps the lag at
+ * ~130 kB on average and a poll at ~4.7 ms of CPU (13.8 ms without the
+ * records); 64 kB cut the lag to ~40 kB but the CPU only to ~4.4 ms, as
+ * what remains is a fixed cost per decoding call.  So not lower.
+ */
+#define ES_RESTART_LAG_MAX	((XLogRecPtr) 256 * 1024)
+
+PG_FUNCTION_INFO_V1(eventstore_log_running_xacts);
+
+/*
+ * SQL: _log_running_xacts(slot_name) -- when the logical slot's restart_lsn
+ * trails its confirmed_flush_lsn by more than ES_RESTART_LAG_MAX, log a
+ * running-transactions record (what the bgwriter logs every 15 s; PG 16's
+ * pg_log_standby_snapshot()) and flush it; returns its end LSN, or NULL
+ * when nothing was logged.
+ *
+ * Decoding that passes the record makes its LSN a candidate for the slot's
+ * restart_lsn (restart there, or where the oldest transaction still running
+ * at it needs), applied once confirmed_flush_lsn reaches the record: poll's
+ * advance to the acknowledged checkpoint does that, or the next peek, which
+ * applies candidates already behind confirmed_flush_lsn at once.  Called
+ * before poll takes any row lock, so the poll's own transaction has no xid
+ * yet and does not hold the candidate back.
+ *
+ * Rate limit: nothing is logged while less than ES_RESTART_LAG_MAX / 2 of
+ * WAL was written since the last record logged here, by any backend: such
+ * a recent record lies within the lagging slot's window already, and the
+ * slot only has to decode and confirm past it.  Nothing either on a standby
+ * (no WAL can be written there; PostgreSQL 15 decodes only on a primary)
+ * or for a slot that is not a logical slot of this database.
+ */
+Datum
+eventstore_log_running_xacts(PG_FUNCTION_ARGS)
+{
+	const char *slot_name = NameStr(*PG_GETARG_NAME(0));
+	ReplicationSlot *slot;
+	XLogRecPtr	restart_lsn = InvalidXLogRecPtr;
+	XLogRecPtr	confirmed = InvalidXLogRecPtr;
+	uint64		last;
+	XLogRecPtr	insert;
+	XLogRecPtr	recptr;
+
+	EsRequirePreloaded();
+	if (RecoveryInProgress() || !XLogStandbyInfoActive())
+		PG_RETURN_NULL();
+
+	LWLockAcquire(ReplicationSlotControlLock, LW_SHARED);
+	slot = SearchNamedReplicationSlot(slot_name, false);
+	if (slot != NULL && slot->data.database == MyDatabaseId)
+	{
+		SpinLockAcquire(&slot->mutex);
+		restart_lsn = slot->data.restart_lsn;
+		confirmed = slot->data.confirmed_flush;
+		SpinLockRelease(&slot->mutex);
+	}
+	LWLockRelease(ReplicationSlotControlLock);
+
+	if (XLogRecPtrIsInvalid(restart_lsn) || XLogRecPtrIsInvalid(confirmed) ||
+		confirmed <= restart_lsn + ES_RESTART_LAG_MAX)
+		PG_RETURN_NULL();
+
+	insert = GetXLogInsertRecPtr();
+	last = pg_atomic_read_u64(&es_running_xacts->last_logged);
+	if (insert < last + ES_RESTART_LAG_MAX / 2)
+		PG_RETURN_NULL();
+	/* of several backends here at once, one logs */
+	if (!pg_atomic_compare_exchange_u64(&es_running_xacts->last_logged, &last, insert))
+		PG_RETURN_NULL();
+
+	recptr = LogStandbySnapshot();
+
+	/*
+	 * Decoding reads only flushed WAL: flush, so this poll's peek can pass
+	 * the record already.  At most once per ES_RESTART_LAG_MAX / 2 of WAL.
+	 */
+	XLogFlush(recptr);
+	PG_RETURN_LSN(recptr);
 }
 
 PG_FUNCTION_INFO_V1(eventstore_category);

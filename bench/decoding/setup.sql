@@ -93,7 +93,8 @@ CREATE TABLE decbench.polls (
     poll_ms_sum double precision NOT NULL,   -- time in poll + acknowledge + commit
     poll_ms_max double precision NOT NULL,
     lag_kb_sum double precision,             -- sub: WAL between the slot's restart_lsn and
-    lag_kb_max double precision              -- confirmed_flush_lsn, which every peek decodes again
+    lag_kb_max double precision,             -- confirmed_flush_lsn, which every peek decodes again
+    cpu_ms   double precision NOT NULL       -- CPU time of the consumer backend over the loop
 );
 CREATE TABLE decbench.checkpoint (consumer text PRIMARY KEY, position bigint NOT NULL);
 
@@ -123,12 +124,14 @@ DECLARE
     lag double precision;
     lsum double precision;
     lmax double precision;
+    c0 bigint;
 BEGIN
     IF kind <> 'sub' THEN
         INSERT INTO decbench.checkpoint AS c VALUES (kind, (SELECT coalesce(max(global_position), 0) FROM eventstore.events))
             ON CONFLICT ON CONSTRAINT checkpoint_pkey DO UPDATE SET position = excluded.position;
         COMMIT;
     END IF;
+    c0 := decbench.cpu_ns();
     LOOP
         tp := clock_timestamp();
         IF kind = 'sub' THEN
@@ -186,7 +189,8 @@ BEGIN
             PERFORM pg_sleep(idle_ms / 1000.0);
         END IF;
     END LOOP;
-    INSERT INTO decbench.polls VALUES (kind, rnd, polls, empty, total, psum, pmax, lsum, lmax);
+    INSERT INTO decbench.polls VALUES (kind, rnd, polls, empty, total, psum, pmax, lsum, lmax,
+                                       (decbench.cpu_ns() - c0) / 1e6);
     COMMIT;
 END
 $$;

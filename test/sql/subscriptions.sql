@@ -12,7 +12,7 @@
 -- dropped at the end.  Concurrency (the seam under load, commit order
 -- differing from position order) is in test/t/020 and 021.
 SET synchronous_commit = on;
-SELECT plan(122);
+SELECT plan(129);
 
 SELECT count(*) AS slots0 FROM pg_replication_slots \gset
 SELECT oid AS dboid FROM pg_database WHERE datname = current_database() \gset
@@ -438,12 +438,60 @@ SELECT is((SELECT pubinsert AND NOT pubupdate FROM pg_publication WHERE pubname 
 SELECT throws_ok($$SELECT eventstore.create_publication()$$, '42710', NULL, 'a second eventstore_events is 42710');
 ROLLBACK;
 
+-- 11. restart_lsn follows the acknowledgements.  Every poll decodes from
+-- the slot's restart_lsn, which moves only when decoding passes a
+-- running-transactions record; PostgreSQL logs one every 15 s (bgwriter) or
+-- at a checkpoint.  poll logs one itself (eventstore._log_running_xacts)
+-- when restart_lsn trails confirmed_flush_lsn by more than 256 kB, and the
+-- next polls' advance applies it.  60 cycles of ~45 kB of appends + poll +
+-- ack (~2.7 MB) in ~2 s: restart_lsn moves every few cycles and never
+-- trails by much more than 256 kB plus a few cycles; without the records
+-- it would stay put (or move once, if the bgwriter's record fell inside).
+SELECT function_privs_are('eventstore', '_log_running_xacts', ARRAY['name'], 'public', ARRAY[]::name[],
+                          'PUBLIC cannot execute _log_running_xacts');
+SELECT is(eventstore._log_running_xacts('no_such_slot'), NULL, '_log_running_xacts of an unknown slot logs nothing');
+SELECT eventstore.create_subscription('st_restart', stream_prefix => 'subrestart-') AS created \gset
+SELECT slot_name AS restart_slot FROM eventstore.subscription WHERE name = 'st_restart' \gset
+SELECT restart_lsn AS restart0 FROM pg_replication_slots WHERE slot_name = :'restart_slot' \gset
+SELECT is(eventstore._log_running_xacts(:'restart_slot'), NULL, '_log_running_xacts of a slot that does not lag logs nothing');
+CREATE TEMP TABLE restart_log (cycle int, polled bigint, restart_lsn pg_lsn, confirmed pg_lsn);
+DO $$
+DECLARE
+    n bigint;
+BEGIN
+    FOR c IN 1..60 LOOP
+        -- 25 events of ~1.3 kB of data each, one transaction
+        PERFORM eventstore.append('subrestart-' || c,
+            (SELECT jsonb_agg(jsonb_build_object('type', 'Tick', 'data', jsonb_build_object('pad',
+                        (SELECT string_agg(md5(c || '-' || e || '-' || k), '') FROM generate_series(1, 40) AS k))))
+               FROM generate_series(1, 25) AS e));
+        COMMIT;
+        SELECT count(*) INTO n FROM eventstore.poll('st_restart', 1000);
+        PERFORM eventstore.ack('st_restart');
+        COMMIT;
+        INSERT INTO restart_log
+        SELECT c, n, r.restart_lsn, r.confirmed_flush_lsn
+          FROM pg_replication_slots AS r JOIN eventstore.subscription AS s USING (slot_name)
+         WHERE s.name = 'st_restart';
+        COMMIT;
+    END LOOP;
+END
+$$;
+SELECT is((SELECT sum(polled) FROM restart_log), 1500::numeric, 'every cycle delivered its 25 events');
+SELECT cmp_ok((SELECT pg_wal_lsn_diff(max(confirmed), :'restart0') FROM restart_log), '>', 2 * 1024 * 1024::numeric,
+              'confirmed_flush_lsn moved more than 2 MB');
+SELECT cmp_ok((SELECT count(DISTINCT restart_lsn) FROM restart_log), '>=', 5::bigint,
+              'restart_lsn moved at least 4 times');
+SELECT cmp_ok((SELECT max(pg_wal_lsn_diff(confirmed, restart_lsn)) FROM restart_log WHERE cycle > 10), '<', 768 * 1024::numeric,
+              'restart_lsn never trailed confirmed_flush_lsn by 768 kB or more after the first cycles');
+
 -- Clean up: drop every subscription; no slot is left.
 SELECT eventstore.drop_subscription('st_live') AS dropped \gset
 SELECT eventstore.drop_subscription('st_types') AS dropped \gset
 SELECT eventstore.drop_subscription('st_both') AS dropped \gset
 SELECT eventstore.drop_subscription('st_sparse') AS dropped \gset
 SELECT eventstore.drop_subscription('st_big') AS dropped \gset
+SELECT eventstore.drop_subscription('st_restart') AS dropped \gset
 SELECT is((SELECT count(*) FROM eventstore.subscriptions), 0::bigint, 'every subscription is dropped');
 SELECT is((SELECT count(*) FROM pg_replication_slots), :slots0::bigint, 'and every slot');
 SELECT * FROM finish();

@@ -13,7 +13,7 @@
 # of bench/DECODING.md.  Raw output goes to bench/out/decoding/.
 #
 # Knobs (environment):
-#   BENCH_SINGLE=200000     events of workload (a), one transaction each
+#   BENCH_SINGLE=1000000    events of workload (a), one transaction each
 #   BENCH_BATCH_TX=1000 BENCH_BATCH_SIZE=1000   workload (b)
 #   BENCH_PEEK_ROUNDS=3     timed peeks per slot and workload (+1 warm-up)
 #   BENCH_LAT_SECONDS=15 BENCH_LAT_ROUNDS=2 BENCH_LAT_RATE=1000 BENCH_LAT_IDLE_MS=1
@@ -25,7 +25,7 @@
 BENCH_NAME=decoding
 . "$(dirname "$0")/feed/common.sh"
 
-SINGLE=${BENCH_SINGLE:-200000}
+SINGLE=${BENCH_SINGLE:-1000000}
 BATCH_TX=${BENCH_BATCH_TX:-1000}
 BATCH_SIZE=${BENCH_BATCH_SIZE:-1000}
 PEEK_ROUNDS=${BENCH_PEEK_ROUNDS:-3}

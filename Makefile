@@ -11,7 +11,8 @@ OBJS = \
 	src/decoder.o \
 	src/projection.o \
 	src/worker.o \
-	src/immutable.o
+	src/immutable.o \
+	src/slot.o
 
 DATA = $(wildcard sql/eventstore--*.sql)
 

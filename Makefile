@@ -13,7 +13,8 @@ OBJS = \
 	src/jsonwrite.o \
 	src/projection.o \
 	src/worker.o \
-	src/immutable.o
+	src/immutable.o \
+	src/slot.o
 
 DATA = $(wildcard sql/eventstore--*.sql)
 

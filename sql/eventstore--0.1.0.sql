@@ -178,6 +178,21 @@ CREATE FUNCTION eventstore._prevent_in_transaction_block(what text) RETURNS void
     LANGUAGE C VOLATILE STRICT;
 COMMENT ON FUNCTION eventstore._prevent_in_transaction_block(text) IS 'internal: errors inside a transaction block';
 
+-- Slots that follow the transaction (src/slot.c): created temporary and
+-- made persistent when the transaction commits, dropped when it commits;
+-- a rollback, also of a subtransaction, undoes either.
+CREATE FUNCTION eventstore._create_slot(slot_name name) RETURNS void
+    AS 'MODULE_PATHNAME', 'eventstore_create_slot'
+    LANGUAGE C VOLATILE STRICT;
+COMMENT ON FUNCTION eventstore._create_slot(name) IS
+'internal: create a logical slot of the eventstore plugin that is persistent once this transaction commits and gone if it aborts';
+
+CREATE FUNCTION eventstore._drop_slot_at_commit(slot_name name) RETURNS void
+    AS 'MODULE_PATHNAME', 'eventstore_drop_slot_at_commit'
+    LANGUAGE C VOLATILE STRICT;
+COMMENT ON FUNCTION eventstore._drop_slot_at_commit(name) IS
+'internal: drop a replication slot when this transaction commits (forgotten if it aborts)';
+
 CREATE FUNCTION eventstore._flush_wal() RETURNS void
     AS 'MODULE_PATHNAME', 'eventstore_flush_wal'
     LANGUAGE C VOLATILE;
@@ -296,25 +311,18 @@ BEGIN
                               (SELECT d.oid FROM pg_catalog.pg_database d
                                WHERE d.datname = pg_catalog.current_database()),
                               create_subscription.name);
-    -- a slot left behind by a crash between its creation and the commit
-    IF EXISTS (SELECT FROM pg_catalog.pg_replication_slots r WHERE r.slot_name = slot) THEN
-        PERFORM pg_catalog.pg_drop_replication_slot(slot);
+    -- temporary until this transaction commits, gone if it rolls back; a
+    -- slot of that name left behind by a crash is dropped first
+    PERFORM eventstore._create_slot(slot);
+    IF from_position IS NOT NULL THEN
+        SELECT CASE WHEN q.is_called THEN q.last_value ELSE 0 END INTO seam
+          FROM eventstore.global_position_seq AS q;
+        seam := greatest(seam, from_position);
     END IF;
-    PERFORM pg_catalog.pg_create_logical_replication_slot(slot, 'eventstore');
-    BEGIN
-        IF from_position IS NOT NULL THEN
-            SELECT CASE WHEN q.is_called THEN q.last_value ELSE 0 END INTO seam
-              FROM eventstore.global_position_seq AS q;
-            seam := greatest(seam, from_position);
-        END IF;
-        INSERT INTO eventstore.subscription
-            (name, slot_name, stream_prefix, event_types, from_position, seam_position, checkpoint)
-        VALUES (create_subscription.name, slot, stream_prefix, event_types, from_position, seam,
-                ROW('0/0', coalesce(from_position, 0), coalesce(from_position, 0))::eventstore.cursor);
-    EXCEPTION WHEN OTHERS THEN
-        PERFORM pg_catalog.pg_drop_replication_slot(slot);
-        RAISE;
-    END;
+    INSERT INTO eventstore.subscription
+        (name, slot_name, stream_prefix, event_types, from_position, seam_position, checkpoint)
+    VALUES (create_subscription.name, slot, stream_prefix, event_types, from_position, seam,
+            ROW('0/0', coalesce(from_position, 0), coalesce(from_position, 0))::eventstore.cursor);
 END
 $$;
 COMMENT ON FUNCTION eventstore.create_subscription(text, text, text[], bigint) IS
@@ -501,9 +509,8 @@ BEGIN
     PERFORM eventstore._prevent_in_transaction_block('eventstore.drop_subscription()');
     s := eventstore._subscription_lock(drop_subscription.name);
     DELETE FROM eventstore.subscription AS t WHERE t.name = s.name;
-    IF EXISTS (SELECT FROM pg_catalog.pg_replication_slots AS r WHERE r.slot_name = s.slot_name) THEN
-        PERFORM pg_catalog.pg_drop_replication_slot(s.slot_name);
-    END IF;
+    -- dropped when this transaction commits, together with the row
+    PERFORM eventstore._drop_slot_at_commit(s.slot_name);
 END
 $$;
 COMMENT ON FUNCTION eventstore.drop_subscription(text) IS 'drop a subscription and its replication slot';

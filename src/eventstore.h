@@ -68,6 +68,8 @@ extern void EsRegistryRegisterCallbacks(void);
 extern int64 EsAllocatePosition(const EsCatalog *cat);
 extern int64 EsSafeHorizon(const EsCatalog *cat);
 
+/* slot.c: SQL functions only (_create_slot, _drop_slot_at_commit) */
+
 /* worker.c */
 extern Size EsWorkerShmemSize(void);
 extern void EsWorkerShmemInit(void);

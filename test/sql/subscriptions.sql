@@ -12,7 +12,7 @@
 -- dropped at the end.  Concurrency (the seam under load, commit order
 -- differing from position order) is in test/t/020 and 021.
 SET synchronous_commit = on;
-SELECT plan(129);
+SELECT plan(162);
 
 SELECT count(*) AS slots0 FROM pg_replication_slots \gset
 SELECT oid AS dboid FROM pg_database WHERE datname = current_database() \gset
@@ -87,26 +87,175 @@ SELECT is(:'SQLSTATE'::text, '42704', 'drop_subscription: an unknown subscriptio
 SELECT eventstore.drop_subscription(NULL);
 SELECT is(:'SQLSTATE'::text, '22004', 'drop_subscription: a NULL name is 22004');
 
--- KNOWN BUG: create_subscription only refuses transaction blocks, not a
--- statement that creates several subscriptions and then fails: the
--- statement rolls back the first one's row but its slot stays.
+-- Slots follow the transaction (src/slot.c): a statement that creates a
+-- subscription and then fails leaves neither its row nor its slot.
 SELECT eventstore.create_subscription(n) FROM (VALUES ('st_orphan'), ('Bad!')) AS v(n);
 SELECT is(:'SQLSTATE'::text, '22023', 'a statement creating st_orphan and then a bad name fails');
-SELECT todo('a failed multi-row create_subscription statement leaks the first slot', 1);
 SELECT is((SELECT count(*) FROM pg_replication_slots), :slots0::bigint,
           'no slot is left behind by the failed statement');
--- (clean up the leak, whether or not it happened)
-SELECT count(*) AS leaked FROM (SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots
-                                 WHERE slot_name = 'eventstore_' || :dboid || '_st_orphan') AS d \gset
--- The same for drop_subscription: the statement fails, the row is back,
--- but the slot was dropped.
-SELECT eventstore.create_subscription('st_half') AS created \gset
-SELECT eventstore.drop_subscription(n) FROM (VALUES ('st_half'), ('st_nope')) AS v(n);
-SELECT is(:'SQLSTATE'::text, '42704', 'a statement dropping st_half and then an unknown subscription fails');
-SELECT todo('a failed multi-row drop_subscription statement drops the first slot', 1);
-SELECT is((SELECT wal_status FROM eventstore.subscriptions WHERE name = 'st_half'), 'reserved',
-          'st_half still has its slot');
-SELECT eventstore.drop_subscription('st_half') AS dropped \gset
+SELECT is((SELECT count(*) FROM eventstore.subscriptions), 0::bigint, '  nor a subscription');
+-- A logical slot cannot be created once its transaction has written (its
+-- start point waits for every transaction with writes to end, this one
+-- too): a statement creating two subscriptions fails at the second.
+SELECT eventstore.create_subscription(n) FROM (VALUES ('st_two_a'), ('st_two_b')) AS v(n);
+SELECT is(:'SQLSTATE'::text, '25001', 'a statement creating two subscriptions fails at the second with 25001');
+SELECT is((SELECT count(*) FROM pg_replication_slots), :slots0::bigint, '  and leaves no slot');
+SELECT is((SELECT count(*) FROM eventstore.subscriptions), 0::bigint, '  and no subscription');
+
+-- A DO block is not a transaction block: it may create a subscription,
+-- and a later error or a ROLLBACK in it takes the slot along.
+DO $$BEGIN
+    PERFORM eventstore.create_subscription('st_do');
+    RAISE EXCEPTION 'a later error';
+END$$;
+SELECT is(:'SQLSTATE'::text, 'P0001', 'a DO block that creates st_do and then fails');
+SELECT is((SELECT count(*) FROM pg_replication_slots), :slots0::bigint, '  leaves no slot');
+DO $$BEGIN
+    PERFORM eventstore.create_subscription('st_do');
+    ROLLBACK;
+END$$;
+SELECT is((SELECT count(*) FROM pg_replication_slots), :slots0::bigint,
+          'a DO block that creates st_do and rolls back leaves no slot');
+SELECT is((SELECT count(*) FROM eventstore.subscriptions), 0::bigint, '  and no subscription');
+-- Inside an EXCEPTION block (a subtransaction) it is refused as in a
+-- transaction block; the handler for the later error does not catch that.
+DO $$BEGIN
+    PERFORM eventstore.create_subscription('st_do');
+    PERFORM 1 / 0;
+EXCEPTION WHEN division_by_zero THEN NULL;
+END$$;
+SELECT is(:'SQLSTATE'::text, '25001', 'create_subscription inside a DO block''s EXCEPTION block is 25001');
+SELECT is((SELECT count(*) FROM pg_replication_slots), :slots0::bigint, '  and leaves no slot');
+-- A DO block that commits in between creates one subscription per transaction.
+DO $$BEGIN
+    PERFORM eventstore.create_subscription('st_do_a');
+    COMMIT;
+    PERFORM eventstore.create_subscription('st_do_b');
+END$$;
+SELECT is(ARRAY(SELECT name || ' ' || wal_status FROM eventstore.subscriptions ORDER BY name),
+          ARRAY['st_do_a reserved', 'st_do_b reserved'], 'a DO block that commits between two creates makes both');
+SELECT is((SELECT count(*) FROM pg_replication_slots
+            WHERE slot_name IN (SELECT slot_name FROM eventstore.subscriptions) AND NOT temporary),
+          2::bigint, '  with persistent slots');
+
+-- A statement that drops a subscription and then fails keeps it, slot and all.
+SELECT eventstore.drop_subscription(n) FROM (VALUES ('st_do_a'), ('st_nope')) AS v(n);
+SELECT is(:'SQLSTATE'::text, '42704', 'a statement dropping st_do_a and then an unknown subscription fails');
+SELECT is((SELECT wal_status FROM eventstore.subscriptions WHERE name = 'st_do_a'), 'reserved',
+          'st_do_a still has its slot');
+SELECT 'x' AS x FROM eventstore.append_event('subhalf-1', 'Half') \gset
+SELECT results_eq($$SELECT stream FROM eventstore.poll('st_do_a')$$, ARRAY['subhalf-1'],
+                  '  and delivers what is appended after');
+-- A statement that drops both: rows and slots go at its commit.
+SELECT count(eventstore.drop_subscription(n)) AS dropped FROM (VALUES ('st_do_a'), ('st_do_b')) AS v(n) \gset
+SELECT is(:'SQLSTATE'::text, '00000', 'a statement dropping two subscriptions');
+SELECT is((SELECT count(*) FROM eventstore.subscriptions), 0::bigint, '  drops both');
+SELECT is((SELECT count(*) FROM pg_replication_slots), :slots0::bigint, '  and their slots');
+
+-- The slot functions behind them (the owner's; the tests run as superuser)
+-- in subtransactions.  A slot created in one that aborts is gone at once.
+DO $$BEGIN
+    BEGIN
+        PERFORM eventstore._create_slot('st_internal_sub');
+        PERFORM 1 / 0;
+    EXCEPTION WHEN division_by_zero THEN
+        IF EXISTS (SELECT FROM pg_replication_slots WHERE slot_name = 'st_internal_sub') THEN
+            RAISE EXCEPTION 'the slot of an aborted subtransaction is still there';
+        END IF;
+    END;
+END$$;
+SELECT is(:'SQLSTATE'::text, '00000', 'a slot created in a subtransaction that aborts is dropped at once');
+SELECT is((SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'st_internal_sub'), 0::bigint,
+          '  and not made persistent at commit');
+-- Created in a subtransaction that commits into one that aborts: gone too.
+DO $$BEGIN
+    BEGIN
+        BEGIN
+            PERFORM eventstore._create_slot('st_internal_nested');
+        EXCEPTION WHEN division_by_zero THEN NULL;
+        END;
+        PERFORM 1 / 0;
+    EXCEPTION WHEN division_by_zero THEN NULL;
+    END;
+END$$;
+SELECT is((SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'st_internal_nested'), 0::bigint,
+          'a slot created in a subtransaction that commits into one that aborts is dropped');
+-- Created in a subtransaction that commits: persistent after the commit; a
+-- drop queued in a subtransaction that aborts is forgotten.
+DO $$BEGIN
+    BEGIN
+        PERFORM eventstore._create_slot('st_internal_kept');
+    EXCEPTION WHEN division_by_zero THEN NULL;
+    END;
+    BEGIN
+        PERFORM eventstore._drop_slot_at_commit('st_internal_kept');
+        PERFORM 1 / 0;
+    EXCEPTION WHEN division_by_zero THEN NULL;
+    END;
+END$$;
+SELECT is((SELECT temporary FROM pg_replication_slots WHERE slot_name = 'st_internal_kept'), false,
+          'a slot created in a committed subtransaction is persistent; a drop from an aborted one is forgotten');
+-- Two slots in one statement (no write between them): both persistent.
+SELECT count(eventstore._create_slot(n)) AS created FROM (VALUES ('st_internal_2a'), ('st_internal_2b')) AS v(n) \gset
+SELECT is(ARRAY(SELECT slot_name || ' ' || temporary FROM pg_replication_slots
+                 WHERE slot_name::text LIKE 'st\_internal\_%' ORDER BY 1),
+          ARRAY['st_internal_2a false', 'st_internal_2b false', 'st_internal_kept false'],
+          'two slots created by one statement are both persistent');
+-- PREPARE TRANSACTION with a slot to create or to drop is 0A000, and the
+-- transaction is rolled back.  (create_subscription and drop_subscription
+-- refuse transaction blocks, so only the slot functions get here.)
+BEGIN;
+SELECT eventstore._create_slot('st_internal_prep') AS created \gset
+PREPARE TRANSACTION 'st_internal_prep';
+SELECT is(:'SQLSTATE'::text, '0A000', 'PREPARE TRANSACTION after creating a slot is 0A000');
+SELECT count(*) > 0 AS was_prepared FROM pg_prepared_xacts WHERE gid = 'st_internal_prep' \gset
+\if :was_prepared
+ROLLBACK PREPARED 'st_internal_prep';
+\endif
+SELECT is(:'was_prepared'::boolean, false, '  nothing was prepared');
+SELECT is((SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'st_internal_prep'), 0::bigint,
+          '  and the slot is gone');
+BEGIN;
+SELECT eventstore._drop_slot_at_commit('st_internal_kept') AS dropped \gset
+PREPARE TRANSACTION 'st_internal_prep';
+SELECT is(:'SQLSTATE'::text, '0A000', 'PREPARE TRANSACTION after queueing a slot drop is 0A000');
+SELECT count(*) > 0 AS was_prepared FROM pg_prepared_xacts WHERE gid = 'st_internal_prep' \gset
+\if :was_prepared
+ROLLBACK PREPARED 'st_internal_prep';
+\endif
+SELECT is((SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'st_internal_kept'), 1::bigint,
+          '  and the slot is kept');
+SELECT count(eventstore._drop_slot_at_commit(slot_name)) AS dropped FROM pg_replication_slots
+ WHERE slot_name::text LIKE 'st\_internal\_%' \gset
+SELECT is((SELECT count(*) FROM pg_replication_slots), :slots0::bigint, 'the test slots are dropped');
+
+-- A role without REPLICATION creates and drops subscriptions (the
+-- functions are SECURITY DEFINER), but cannot call the slot functions.
+CREATE ROLE st_app NOLOGIN NOSUPERUSER NOREPLICATION;
+GRANT USAGE ON SCHEMA eventstore TO st_app;
+GRANT EXECUTE ON FUNCTION eventstore.create_subscription(text, text, text[], bigint),
+                          eventstore.drop_subscription(text) TO st_app;
+SET ROLE st_app;
+SELECT eventstore.create_subscription('st_by_app') AS created \gset
+\set st_create :SQLSTATE
+SELECT eventstore._create_slot('st_internal_app');
+\set st_internal_create :SQLSTATE
+SELECT eventstore._drop_slot_at_commit('eventstore_' || :dboid || '_st_by_app');
+\set st_internal_drop :SQLSTATE
+RESET ROLE;
+SELECT is((SELECT wal_status FROM eventstore.subscriptions WHERE name = 'st_by_app'), 'reserved',
+          'a role without REPLICATION creates a subscription');
+SELECT is(:'st_create'::text, '00000', '  without an error');
+SELECT is(:'st_internal_create'::text, '42501', '  but cannot call _create_slot');
+SELECT is(:'st_internal_drop'::text, '42501', '  nor _drop_slot_at_commit');
+SET ROLE st_app;
+SELECT eventstore.drop_subscription('st_by_app') AS dropped \gset
+\set st_drop :SQLSTATE
+RESET ROLE;
+SELECT is(:'st_drop'::text, '00000', '  and drops it');
+SELECT is((SELECT count(*) FROM pg_replication_slots), :slots0::bigint, '  with its slot');
+DROP OWNED BY st_app;
+DROP ROLE st_app;
 \set ON_ERROR_STOP true
 \set VERBOSITY default
 

@@ -48,17 +48,35 @@ static const char es_escape[256] = {
 };
 
 /*
- * Append len bytes of s as a JSON string, escaped as escape_json() does:
- * runs of plain bytes are copied at once.
+ * Append len bytes of s as a JSON string, escaped as escape_json() does.
+ * Most strings need no escape: they are found by one scan and copied at
+ * once; otherwise runs of plain bytes are copied between the escapes.
  */
 void
 EsJsonString(StringInfo out, const char *s, int len)
 {
-	const char *run = s;
 	const char *end = s + len;
+	const char *p = s;
+	const char *run = s;
+	char	   *w;
+
+	while (p < end && es_escape[(unsigned char) *p] == 0)
+		p++;
+	if (p == end)
+	{
+		if (out->len + len + 2 >= out->maxlen)
+			enlargeStringInfo(out, len + 2);
+		w = out->data + out->len;
+		*w++ = '"';
+		memcpy(w, s, len);
+		w[len] = '"';
+		out->len += len + 2;
+		out->data[out->len] = '\0';
+		return;
+	}
 
 	EsPutChar(out, '"');
-	for (const char *p = s; p < end; p++)
+	for (; p < end; p++)
 	{
 		unsigned char c = (unsigned char) *p;
 		char		esc = es_escape[c];
@@ -208,20 +226,20 @@ EsJsonJsonb(StringInfo out, const Jsonb *jb)
 void
 EsAppendInt64(StringInfo out, int64 value)
 {
-	char		buf[MAXINT8LEN + 1];
-	int			len = pg_lltoa(value, buf);
-
-	EsPut(out, buf, len);
-	out->data[out->len] = '\0';
+	if (out->len + MAXINT8LEN + 1 >= out->maxlen)
+		enlargeStringInfo(out, MAXINT8LEN + 1);
+	out->len += pg_lltoa(value, out->data + out->len);
 }
 
 /* Append a UUID as a JSON string, in uuid_out's form. */
 void
 EsJsonUuid(StringInfo out, const pg_uuid_t *uuid)
 {
-	char		buf[2 + 2 * UUID_LEN + 4];
-	char	   *p = buf;
+	char	   *p;
 
+	if (out->len + 2 + 2 * UUID_LEN + 4 >= out->maxlen)
+		enlargeStringInfo(out, 2 + 2 * UUID_LEN + 4);
+	p = out->data + out->len;
 	*p++ = '"';
 	for (int i = 0; i < UUID_LEN; i++)
 	{
@@ -231,17 +249,19 @@ EsJsonUuid(StringInfo out, const pg_uuid_t *uuid)
 		*p++ = es_hex[uuid->data[i] & 0xF];
 	}
 	*p++ = '"';
-	EsPut(out, buf, p - buf);
-	out->data[out->len] = '\0';
+	*p = '\0';
+	out->len = p - out->data;
 }
 
 /* Append an LSN as a JSON string in the %X/%X form of pg_lsn. */
 void
 EsJsonLsn(StringInfo out, XLogRecPtr lsn)
 {
-	char		buf[2 + 2 * 8 + 1];
-	char	   *p = buf;
+	char	   *p;
 
+	if (out->len + 2 + 2 * 8 + 1 >= out->maxlen)
+		enlargeStringInfo(out, 2 + 2 * 8 + 1);
+	p = out->data + out->len;
 	*p++ = '"';
 	for (int half = 1; half >= 0; half--)
 	{
@@ -256,8 +276,8 @@ EsJsonLsn(StringInfo out, XLogRecPtr lsn)
 			*p++ = '/';
 	}
 	*p++ = '"';
-	EsPut(out, buf, p - buf);
-	out->data[out->len] = '\0';
+	*p = '\0';
+	out->len = p - out->data;
 }
 
 /*
@@ -317,25 +337,35 @@ EsJsonTimestamptz(StringInfo out, TimestampTz ts)
 		es_ts_cache.tz = session_timezone;
 	}
 
-	EsPutChar(out, '"');
-	EsPut(out, es_ts_cache.head, es_ts_cache.headlen);
-	if (ts % USECS_PER_SEC != 0)
 	{
+		int			need = es_ts_cache.headlen + 7 + es_ts_cache.zonelen + 2;
 		int32		frac = (int32) (ts % USECS_PER_SEC);
-		char		digits[7];
-		int			n = 6;
+		char	   *p;
 
-		for (int i = 5; i >= 0; i--)
+		if (out->len + need >= out->maxlen)
+			enlargeStringInfo(out, need);
+		p = out->data + out->len;
+		*p++ = '"';
+		memcpy(p, es_ts_cache.head, es_ts_cache.headlen);
+		p += es_ts_cache.headlen;
+		if (frac != 0)
 		{
-			digits[i] = '0' + frac % 10;
-			frac /= 10;
+			int			n = 6;
+
+			*p++ = '.';
+			for (int i = 5; i >= 0; i--)
+			{
+				p[i] = '0' + frac % 10;
+				frac /= 10;
+			}
+			while (p[n - 1] == '0')
+				n--;
+			p += n;
 		}
-		while (digits[n - 1] == '0')
-			n--;
-		EsPutChar(out, '.');
-		EsPut(out, digits, n);
+		memcpy(p, es_ts_cache.zone, es_ts_cache.zonelen);
+		p += es_ts_cache.zonelen;
+		*p++ = '"';
+		*p = '\0';
+		out->len = p - out->data;
 	}
-	EsPut(out, es_ts_cache.zone, es_ts_cache.zonelen);
-	EsPutChar(out, '"');
-	out->data[out->len] = '\0';
 }

@@ -181,11 +181,11 @@ COMMENT ON FUNCTION eventstore._prevent_in_transaction_block(text) IS 'internal:
 -- Slots that follow the transaction (src/slot.c): created temporary and
 -- made persistent when the transaction commits, dropped when it commits;
 -- a rollback, also of a subtransaction, undoes either.
-CREATE FUNCTION eventstore._create_slot(slot_name name) RETURNS void
+CREATE FUNCTION eventstore._create_slot(slot_name name, subscription text DEFAULT '') RETURNS void
     AS 'MODULE_PATHNAME', 'eventstore_create_slot'
     LANGUAGE C VOLATILE STRICT;
-COMMENT ON FUNCTION eventstore._create_slot(name) IS
-'internal: create a logical slot of the eventstore plugin that is persistent once this transaction commits and gone if it aborts';
+COMMENT ON FUNCTION eventstore._create_slot(name, text) IS
+'internal: create a logical slot of the eventstore plugin that is persistent once this transaction commits and gone if it aborts (subscription: the name for messages)';
 
 CREATE FUNCTION eventstore._drop_slot_at_commit(slot_name name) RETURNS void
     AS 'MODULE_PATHNAME', 'eventstore_drop_slot_at_commit'
@@ -313,7 +313,7 @@ BEGIN
                               create_subscription.name);
     -- temporary until this transaction commits, gone if it rolls back; a
     -- slot of that name left behind by a crash is dropped first
-    PERFORM eventstore._create_slot(slot);
+    PERFORM eventstore._create_slot(slot, create_subscription.name);
     IF from_position IS NOT NULL THEN
         SELECT CASE WHEN q.is_called THEN q.last_value ELSE 0 END INTO seam
           FROM eventstore.global_position_seq AS q;

@@ -89,6 +89,8 @@ EsGetCatalog(void)
 	c.event_id_idx = es_lookup_rel(nsp, "events_event_id_key");
 	c.category_idx = es_lookup_rel(nsp, "events_category_idx");
 	c.type_idx = es_lookup_rel(nsp, "events_type_idx");
+	c.subscription = es_lookup_rel(nsp, "subscription");
+	c.subscription_slot_idx = es_lookup_rel(nsp, "subscription_slot_name_key");
 	c.event_type = GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid,
 								   CStringGetDatum("event"), ObjectIdGetDatum(nsp));
 	if (!OidIsValid(c.event_type))

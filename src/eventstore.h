@@ -48,6 +48,8 @@ typedef struct EsCatalog
 	Oid			category_idx;	/* (category(stream), global_position) */
 	Oid			type_idx;		/* (event_type, global_position) */
 	Oid			event_type;		/* the composite type eventstore.event */
+	Oid			subscription;	/* eventstore.subscription */
+	Oid			subscription_slot_idx;	/* (slot_name) */
 } EsCatalog;
 
 /* eventstore.c */

@@ -57,6 +57,11 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/relscan.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "access/tableam.h"
 #include "access/xact.h"
 #include "access/xlogreader.h"
 #include "access/xlogutils.h"
@@ -67,7 +72,9 @@
 #include "storage/lwlock.h"
 #include "storage/spin.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/memutils.h"
+#include "utils/snapmgr.h"
 
 #include "eventstore.h"
 
@@ -338,20 +345,55 @@ es_slot_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 	}
 }
 
+/*
+ * Does a committed subscription own the slot of this name?  Read with a
+ * fresh snapshot: a REPEATABLE READ or SERIALIZABLE creator that waited
+ * for the name's lock while another created it has a snapshot that does
+ * not see the winner's row, and must not take its slot for a leftover.
+ */
+static bool
+es_slot_has_subscription(const char *name)
+{
+	const EsCatalog *cat = EsGetCatalog();
+	Relation	heap = table_open(cat->subscription, AccessShareLock);
+	Relation	index = index_open(cat->subscription_slot_idx, AccessShareLock);
+	Snapshot	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	TupleTableSlot *tslot = table_slot_create(heap, NULL);
+	NameData	key_name;
+	ScanKeyData key;
+	IndexScanDesc scan;
+	bool		found;
+
+	namestrcpy(&key_name, name);
+	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_NAMEEQ, NameGetDatum(&key_name));
+	scan = index_beginscan(heap, index, snapshot, 1, 0);
+	index_rescan(scan, &key, 1, NULL, 0);
+	found = index_getnext_slot(scan, ForwardScanDirection, tslot);
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(tslot);
+	UnregisterSnapshot(snapshot);
+	index_close(index, AccessShareLock);
+	table_close(heap, AccessShareLock);
+	return found;
+}
+
 PG_FUNCTION_INFO_V1(eventstore_create_slot);
 
 /*
- * SQL: _create_slot(slot_name) -- create a logical slot of the eventstore
- * plugin that commits with the transaction: temporary now, persistent at
- * commit, gone on abort.  A slot of that name that is not this
- * transaction's (left behind by a crash between a slot's creation and its
- * subscription's commit) is dropped first.  Like any logical slot creation
+ * SQL: _create_slot(slot_name, subscription) -- create a logical slot of
+ * the eventstore plugin that commits with the transaction: temporary now,
+ * persistent at commit, gone on abort.  A slot of that name that is not
+ * this transaction's and that no committed subscription owns (left behind
+ * by a crash between a slot's creation and its subscription's commit) is
+ * dropped first; one a subscription owns is an error (subscription is its
+ * name, for the message).  Like any logical slot creation
  * it waits for the transactions with writes that are running.
  */
 Datum
 eventstore_create_slot(PG_FUNCTION_ARGS)
 {
 	const char *name = NameStr(*PG_GETARG_NAME(0));
+	const char *subscription = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	EsPendingSlot *p;
 	LogicalDecodingContext *ctx;
 
@@ -385,7 +427,16 @@ eventstore_create_slot(PG_FUNCTION_ARGS)
 
 	/* a slot left behind by a crash: it belongs to no subscription */
 	if (SearchNamedReplicationSlot(name, true) != NULL)
+	{
+		if (es_slot_has_subscription(name))
+			ereport(ERROR,
+					(errcode(ERRCODE_DUPLICATE_OBJECT),
+					 errmsg("subscription \"%s\" already exists", subscription),
+					 errdetail("It was created while this transaction waited for its name; replication slot \"%s\" is its slot.",
+							   name),
+					 errhint("This transaction's snapshot predates it (REPEATABLE READ or SERIALIZABLE).")));
 		ReplicationSlotDrop(name, true);
+	}
 
 	/* queued first, so an error from here on drops what was made */
 	p = es_slot_queue(ES_SLOT_CREATE, name);

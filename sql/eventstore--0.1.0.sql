@@ -225,6 +225,15 @@ CREATE TABLE eventstore.subscription (
     checkpoint    eventstore.cursor NOT NULL,  -- last acknowledged
     polled        eventstore.cursor,           -- last polled by polled_xid
     polled_xid    xid8,
+    -- Where to recreate the subscription from if its slot is lost: every
+    -- matching event at or below it was acknowledged (or committed before
+    -- the subscription began).  A sample (head_position, then the WAL insert
+    -- position) taken by poll becomes it once the checkpoint's commit LSN
+    -- reaches the sample's LSN: everything at or below the sampled head had
+    -- committed before that LSN.
+    recovery_position        bigint NOT NULL,
+    recovery_sample_lsn      pg_lsn,
+    recovery_sample_position bigint,
     created_at    timestamptz NOT NULL DEFAULT now(),
     CONSTRAINT subscription_name_check CHECK (name ~ '^[a-z0-9_]{1,40}$')
 );
@@ -276,6 +285,7 @@ AS $$
 DECLARE
     slot name;
     seam bigint;
+    head bigint;
 BEGIN
     PERFORM eventstore._prevent_in_transaction_block('eventstore.create_subscription()');
     IF create_subscription.name IS NULL THEN
@@ -313,6 +323,9 @@ BEGIN
                               create_subscription.name);
     -- temporary until this transaction commits, gone if it rolls back; a
     -- slot of that name left behind by a crash is dropped first
+    -- what committed at or below it before the slot exists is not this
+    -- subscription's: a recreation after a lost slot may start there
+    head := eventstore.head_position();
     PERFORM eventstore._create_slot(slot, create_subscription.name);
     IF from_position IS NOT NULL THEN
         SELECT CASE WHEN q.is_called THEN q.last_value ELSE 0 END INTO seam
@@ -320,9 +333,11 @@ BEGIN
         seam := greatest(seam, from_position);
     END IF;
     INSERT INTO eventstore.subscription
-        (name, slot_name, stream_prefix, event_types, from_position, seam_position, checkpoint)
+        (name, slot_name, stream_prefix, event_types, from_position, seam_position, checkpoint,
+         recovery_position)
     VALUES (create_subscription.name, slot, stream_prefix, event_types, from_position, seam,
-            ROW('0/0', coalesce(from_position, 0), coalesce(from_position, 0))::eventstore.cursor);
+            ROW('0/0', coalesce(from_position, 0), coalesce(from_position, 0))::eventstore.cursor,
+            coalesce(from_position, head));
 END
 $$;
 COMMENT ON FUNCTION eventstore.create_subscription(text, text, text[], bigint) IS
@@ -349,6 +364,7 @@ DECLARE
     progress pg_lsn;
     peeked integer;
     window_rows integer := 2 * max_count + 100;   -- events, plus one progress line a transaction
+    flushed pg_lsn;
 BEGIN
     IF max_count IS NULL OR max_count < 1 THEN
         RAISE EXCEPTION 'max_count must be at least 1' USING ERRCODE = '22023';
@@ -368,9 +384,10 @@ BEGIN
     IF NOT FOUND OR slot.wal_status = 'lost' THEN
         RAISE EXCEPTION 'subscription "%" has lost its replication slot "%"', s.name, s.slot_name
             USING ERRCODE = '55000',
-                  DETAIL = pg_catalog.format('The last acknowledged position is %s.', (s.checkpoint).position),
-                  HINT = pg_catalog.format('Drop the subscription and create it again with from_position => %s; raise max_slot_wal_keep_size to keep more WAL for slow consumers.',
-                                           (s.checkpoint).position);
+                  DETAIL = pg_catalog.format('The last acknowledged position is %s; every matching event up to position %s was acknowledged (events commit out of position order).',
+                                             (s.checkpoint).position, s.recovery_position),
+                  HINT = pg_catalog.format('Drop the subscription and create it again with from_position => %s; events it delivers up to position %s may have been delivered before. Raise max_slot_wal_keep_size to keep more WAL for slow consumers.',
+                                           s.recovery_position, (s.checkpoint).position);
     END IF;
 
     -- History: events at or below the seam, from the table.
@@ -404,6 +421,14 @@ BEGIN
         PERFORM pg_catalog.pg_replication_slot_advance(s.slot_name, (s.checkpoint).lsn);
         slot.confirmed_flush_lsn := (s.checkpoint).lsn;
     END IF;
+    -- A recovery sample (see the table): the head, then where WAL ends,
+    -- flushed so that the peek below can decode everything before it.
+    IF s.recovery_sample_lsn IS NULL THEN
+        s.recovery_sample_position := eventstore.head_position();
+        s.recovery_sample_lsn := pg_catalog.pg_current_wal_insert_lsn();
+        PERFORM eventstore._flush_wal();
+    END IF;
+    flushed := pg_catalog.pg_current_wal_flush_lsn();
     -- Every decoded transaction ends with a progress line (its commit's end
     -- LSN).  While a peek finds only acknowledged or unwanted transactions,
     -- move the slot past them and peek again (a few times at most).
@@ -446,9 +471,20 @@ BEGIN
             window_rows := window_rows * 4;
         END IF;
     END LOOP;
+    -- Nothing to deliver after the checkpoint, everything up to the flushed
+    -- end of WAL decoded: every matching event that committed before the
+    -- sample's LSN is acknowledged, so the sampled head is a recovery point.
+    IF n = 0 AND peeked < window_rows AND cur = s.checkpoint AND s.recovery_sample_lsn <= flushed THEN
+        s.recovery_position := greatest(s.recovery_position, s.recovery_sample_position);
+        s.recovery_sample_lsn := NULL;
+        s.recovery_sample_position := NULL;
+    END IF;
 
     UPDATE eventstore.subscription AS t
-       SET polled = cur, polled_xid = pg_catalog.pg_current_xact_id()
+       SET polled = cur, polled_xid = pg_catalog.pg_current_xact_id(),
+           recovery_position = s.recovery_position,
+           recovery_sample_lsn = s.recovery_sample_lsn,
+           recovery_sample_position = s.recovery_sample_position
      WHERE t.name = s.name;
 END
 $$;
@@ -473,7 +509,21 @@ BEGIN
                   HINT = 'Acknowledge a cursor that eventstore.poll returned.';
     END IF;
     IF ((ack.cursor).lsn, (ack.cursor).seq) > ((s.checkpoint).lsn, (s.checkpoint).seq) THEN
-        UPDATE eventstore.subscription AS t SET checkpoint = ack.cursor WHERE t.name = s.name;
+        IF (ack.cursor).lsn = '0/0' THEN
+            -- history is read in position order, gap-safe
+            s.recovery_position := greatest(s.recovery_position, (ack.cursor).position);
+        ELSIF s.recovery_sample_lsn <= (ack.cursor).lsn THEN
+            -- everything at or below the sampled head committed before
+            -- the sample's LSN, so before this commit: acknowledged now
+            s.recovery_position := greatest(s.recovery_position, s.recovery_sample_position);
+            s.recovery_sample_lsn := NULL;
+            s.recovery_sample_position := NULL;
+        END IF;
+        UPDATE eventstore.subscription AS t
+           SET checkpoint = ack.cursor, recovery_position = s.recovery_position,
+               recovery_sample_lsn = s.recovery_sample_lsn,
+               recovery_sample_position = s.recovery_sample_position
+         WHERE t.name = s.name;
     END IF;
 END
 $$;
@@ -522,6 +572,7 @@ SELECT s.name,
        s.from_position,
        s.checkpoint,
        (s.checkpoint).position AS checkpoint_position,
+       s.recovery_position,
        CASE WHEN r.slot_name IS NULL THEN NULL
             ELSE greatest(eventstore.head_position() - (s.checkpoint).position, 0)
        END AS lag_positions,
@@ -537,7 +588,7 @@ SELECT s.name,
   FROM eventstore.subscription AS s
   LEFT JOIN pg_catalog.pg_replication_slots AS r ON r.slot_name = s.slot_name;
 COMMENT ON VIEW eventstore.subscriptions IS
-'subscriptions with their filter, checkpoint, lag (positions behind head_position; matching events after the checkpoint, counted up to 10000; WAL bytes behind) and slot health (wal_status lost = the slot is gone)';
+'subscriptions with their filter, checkpoint, recovery position (every matching event up to it acknowledged: where to recreate a subscription whose slot was lost), lag (positions behind head_position; matching events after the checkpoint, counted up to 10000; WAL bytes behind) and slot health (wal_status lost = the slot is gone)';
 
 -- Native logical replication: a publication of the events table, inserts
 -- only, for CREATE SUBSCRIPTION on another cluster or pgoutput tools.

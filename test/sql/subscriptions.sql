@@ -12,7 +12,7 @@
 -- dropped at the end.  Concurrency (the seam under load, commit order
 -- differing from position order) is in test/t/020 and 021.
 SET synchronous_commit = on;
-SELECT plan(162);
+SELECT plan(175);
 
 SELECT count(*) AS slots0 FROM pg_replication_slots \gset
 SELECT oid AS dboid FROM pg_database WHERE datname = current_database() \gset
@@ -38,7 +38,7 @@ SELECT has_function('eventstore', 'drop_subscription', ARRAY['text'], 'drop_subs
 SELECT has_function('eventstore', 'create_publication', ARRAY['text'], 'create_publication(name)');
 SELECT columns_are('eventstore', 'subscriptions',
                    ARRAY['name', 'stream_prefix', 'event_types', 'from_position', 'checkpoint',
-                         'checkpoint_position', 'lag_positions', 'lag_events', 'lag_bytes', 'slot_name',
+                         'checkpoint_position', 'recovery_position', 'lag_positions', 'lag_events', 'lag_bytes', 'slot_name',
                          'wal_status', 'slot_active', 'created_at'],
                    'the subscriptions view has its columns');
 
@@ -633,6 +633,46 @@ SELECT cmp_ok((SELECT count(DISTINCT restart_lsn) FROM restart_log), '>=', 5::bi
               'restart_lsn moved at least 4 times');
 SELECT cmp_ok((SELECT max(pg_wal_lsn_diff(confirmed, restart_lsn)) FROM restart_log WHERE cycle > 10), '<', 768 * 1024::numeric,
               'restart_lsn never trailed confirmed_flush_lsn by 768 kB or more after the first cycles');
+
+-- 12. The recovery position: every matching event at or below it was
+-- acknowledged (or committed before the subscription).  Commit order
+-- differing from position order, and a lost slot recreated from it: see
+-- test/t/033.
+CREATE FUNCTION rec_pos(sub text) RETURNS bigint LANGUAGE sql
+    AS $$ SELECT recovery_position FROM eventstore.subscriptions WHERE name = sub $$;
+CREATE FUNCTION rec_consume(sub text) RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+    n bigint;
+BEGIN
+    SELECT count(*) INTO n FROM eventstore.poll(sub);
+    PERFORM eventstore.ack(sub);
+    RETURN n;
+END
+$$;
+SELECT eventstore.head_position() AS rec_head0 \gset
+SELECT eventstore.create_subscription('st_rec', stream_prefix => 'rec-') AS created \gset
+SELECT is(rec_pos('st_rec'), :rec_head0::bigint, 'a new live subscription recovers from the head before its slot');
+SELECT global_position AS rec_p1 FROM eventstore.append_event('rec-1', 'A') \gset
+SELECT is(rec_consume('st_rec'), 1::bigint, 'a poll delivers the first event');
+SELECT is(rec_pos('st_rec'), :rec_head0::bigint, '  acknowledging it moves nothing yet: the poll sampled the head after it');
+SELECT is(rec_consume('st_rec'), 0::bigint, 'an empty poll');
+SELECT is(rec_pos('st_rec'), :rec_p1::bigint, '  finds everything before the sample acknowledged: the recovery position is the sampled head');
+SELECT global_position AS rec_p2 FROM eventstore.append_event('rec-1', 'B') \gset
+SELECT is(rec_consume('st_rec'), 1::bigint, 'the next poll samples the head again and delivers one event');
+SELECT is(rec_pos('st_rec'), :rec_p1::bigint, '  its acknowledgement is before the sample');
+SELECT global_position AS rec_p3 FROM eventstore.append_event('rec-1', 'C') \gset
+SELECT global_position AS rec_other FROM eventstore.append_event('other-1', 'D') \gset
+SELECT is(rec_consume('st_rec'), 1::bigint, 'a later event is delivered');
+SELECT is(rec_pos('st_rec'), :rec_p2::bigint, '  and acknowledging it, past the sample, makes the sampled head the recovery position');
+SELECT eventstore.create_subscription('st_rec_hist', stream_prefix => 'rec-', from_position => 0) AS created \gset
+SELECT is(rec_pos('st_rec_hist'), 0::bigint, 'a subscription from position 0 recovers from 0');
+SELECT is(rec_consume('st_rec_hist'), 3::bigint, 'its history is delivered');
+SELECT is(rec_pos('st_rec_hist'), :rec_p3::bigint, '  and acknowledged history moves the recovery position to the last event');
+SELECT eventstore.create_subscription('st_rec_from', stream_prefix => 'rec-', from_position => :rec_p2) AS created \gset
+SELECT is(rec_pos('st_rec_from'), :rec_p2::bigint, 'a subscription from position n recovers from n');
+SELECT eventstore.drop_subscription('st_rec') AS dropped \gset
+SELECT eventstore.drop_subscription('st_rec_hist') AS dropped \gset
+SELECT eventstore.drop_subscription('st_rec_from') AS dropped \gset
 
 -- Clean up: drop every subscription; no slot is left.
 SELECT eventstore.drop_subscription('st_live') AS dropped \gset

@@ -7,11 +7,17 @@
 #   - eventstore.subscriptions shows wal_status 'lost';
 #   - poll fails with SQLSTATE 55000, a message naming the subscription,
 #     the last acknowledged position in the detail, and a hint to
-#     recreate it with from_position => that position;
+#     recreate it with from_position => its recovery position (here the
+#     same: the consumer polled until empty);
 #   - drop_subscription works and leaves no slot behind;
 #   - create_subscription with from_position => that position works and
 #     delivers every matching event after it (from history), then the live
-#     ones, each once.
+#     ones, each once;
+#   - events committed out of position order: a consumer acknowledges a
+#     later position while an earlier one is still in flight, then the slot
+#     is lost before the earlier one is delivered.  The hint's position is
+#     below the earlier one, so the recreated subscription delivers it (the
+#     last acknowledged position would have skipped it for good).
 use strict;
 use warnings;
 
@@ -60,6 +66,7 @@ $node->safe_psql('postgres',
 	"SELECT FROM generate_series(1, 3) i, LATERAL eventstore.append_event('acct-1', 'Opened', jsonb_build_object('n', i))"
 );
 consume(100);
+consume(100);    # polled until empty: everything sampled is acknowledged
 my $acked = $node->safe_psql('postgres',
 	"SELECT checkpoint_position FROM eventstore.subscriptions WHERE name = 'lazy'");
 is( $acked,
@@ -165,8 +172,9 @@ is($node->safe_psql('postgres', 'SELECT count(*) FROM seen'),
 $slot = $node->safe_psql('postgres',
 	"SELECT slot_name FROM eventstore.subscriptions WHERE name = 'lazy'");
 $node->safe_psql('postgres', "SELECT pg_drop_replication_slot('$slot')");
-my $at = $node->safe_psql('postgres',
-	"SELECT checkpoint_position FROM eventstore.subscriptions WHERE name = 'lazy'");
+my ($at, $at_ckpt) = split /\|/, $node->safe_psql('postgres',
+	"SELECT recovery_position, checkpoint_position FROM eventstore.subscriptions WHERE name = 'lazy'");
+cmp_ok($at, '<=', $at_ckpt, 'the recovery position is at or below the checkpoint');
 is( $node->safe_psql(
 		'postgres', "SELECT wal_status FROM eventstore.subscriptions WHERE name = 'lazy'"),
 	'lost',
@@ -181,5 +189,56 @@ like($stderr, qr/ERROR:  55000: .*subscription "lazy".*\n.*\n?HINT:  .*from_posi
 $node->safe_psql('postgres', "SELECT eventstore.drop_subscription('lazy')");
 is($node->safe_psql('postgres', 'SELECT count(*) FROM eventstore.subscriptions'),
 	'0', 'drop_subscription works without a slot');
+
+# Out of position order: 'early' takes a position and stays in flight
+# while 'late' takes a higher one and commits; the consumer polls until
+# empty and acknowledges 'late'; then 'early' commits and the slot is lost
+# before it is delivered.
+$node->safe_psql('postgres',
+	"SELECT eventstore.create_subscription('ooo', stream_prefix => 'ooo-')");
+my $inflight = $node->background_psql('postgres');
+$inflight->query_safe('BEGIN');
+my $early = $inflight->query_safe(
+	q{SELECT global_position FROM eventstore.append_event('ooo-early', 'Early')});
+my $late = $node->safe_psql('postgres',
+	q{SELECT global_position FROM eventstore.append_event('ooo-late', 'Late')});
+cmp_ok($early, '<', $late, 'the event in flight has the lower position');
+my $seen_ooo = sub {
+	$node->safe_psql(
+		'postgres', q{
+BEGIN;
+INSERT INTO seen SELECT event_id, global_position FROM eventstore.poll('ooo')
+	ON CONFLICT (event_id) DO NOTHING;
+SELECT FROM eventstore.ack('ooo');
+COMMIT;
+});
+};
+$seen_ooo->() for 1 .. 2;
+my ($ooo_ckpt, $ooo_rec) = split /\|/, $node->safe_psql('postgres',
+	"SELECT checkpoint_position || '|' || recovery_position FROM eventstore.subscriptions WHERE name = 'ooo'");
+is($ooo_ckpt, $late, 'the consumer acknowledged the later position');
+is($ooo_rec, $early - 1, 'its recovery position stops below the event still in flight');
+$inflight->query_safe('COMMIT');
+$inflight->quit;
+$node->safe_psql('postgres',
+	"SELECT pg_drop_replication_slot(slot_name) FROM eventstore.subscription WHERE name = 'ooo'");
+($ret, $stdout, $stderr) = $node->psql(
+	'postgres', q{
+\set VERBOSITY verbose
+SELECT * FROM eventstore.poll('ooo');
+});
+like($stderr, qr/DETAIL:  The last acknowledged position is $late; every matching event up to position $ooo_rec was acknowledged/,
+	'the detail gives both the last acknowledged and the recovery position');
+like($stderr, qr/HINT:  .*from_position => $ooo_rec\b/, 'the hint recreates it from the recovery position');
+$node->safe_psql('postgres', "SELECT eventstore.drop_subscription('ooo')");
+$node->safe_psql('postgres',
+	"SELECT eventstore.create_subscription('ooo', stream_prefix => 'ooo-', from_position => $ooo_rec)");
+$seen_ooo->() for 1 .. 3;
+is( $node->safe_psql(
+		'postgres',
+		"SELECT count(*) FROM seen s JOIN eventstore.events e USING (event_id) WHERE e.stream LIKE 'ooo-%'"),
+	'2',
+	'recreated from there, the subscription delivers the event committed late (and the acknowledged one again)');
+$node->safe_psql('postgres', "SELECT eventstore.drop_subscription('ooo')");
 $node->stop;
 done_testing();

@@ -10,13 +10,16 @@
  * the end of every query; with pages of a few hundred kB, glibc gives that
  * memory back to the kernel each time and the next page faults it in
  * again, which costs a consumer paging through the log more than the
- * reading itself.  So the tuplestores live in a backend-lifetime context
- * whose first block (kept by a reset) is sized to the pages this backend
- * reads, up to ES_RESULT_KEEP_MAX.
+ * reading itself.  So each result gets a buffer: a memory context whose
+ * first block (kept by a reset) is sized to the pages this backend reads,
+ * up to min(work_mem, ES_RESULT_KEEP_MAX).
  *
- * The context is reset whenever the last query holding a result ends
- * (a reset callback on each caller's query memory counts them), normally
- * or by an error: so nothing leaks, and only the kept block stays.
+ * A buffer belongs to one query: a reset callback on the caller's query
+ * memory resets it when that query ends, normally or by an error -- also
+ * a page that an error left without tuplestore_end -- and puts it back on
+ * a short list of idle buffers for the next call.  The callback never
+ * allocates or raises an error; a buffer that needed more than its kept
+ * block is made anew at its next use.
  *
  *-------------------------------------------------------------------------
  */
@@ -34,49 +37,109 @@
 /* The largest block kept between queries (further capped by work_mem). */
 #define ES_RESULT_KEEP_MAX	((Size) 4 * 1024 * 1024)
 
-static MemoryContext es_result_cxt = NULL;
-static Size es_result_keep = 0;	/* size of its kept first block */
-static int	es_result_live = 0; /* queries whose results may be in it */
+/* Idle buffers kept for the next calls (more are freed). */
+#define ES_RESULT_IDLE_MAX	2
 
-/* (Re)create the context, its first block of the given size. */
-static void
-es_result_context_create(Size keep)
+typedef struct EsResultBuffer
 {
-	if (es_result_cxt != NULL)
-		MemoryContextDelete(es_result_cxt);
-	es_result_cxt = AllocSetContextCreate(TopMemoryContext,
-										  "eventstore results",
-										  keep,
-										  Min(keep, ALLOCSET_DEFAULT_INITSIZE),
-										  ALLOCSET_DEFAULT_MAXSIZE);
-	es_result_keep = keep;
+	MemoryContext cxt;			/* holds one query's tuplestore */
+	Size		keep;			/* size of its kept first block */
+	Size		wanted;			/* what the last query used */
+	MemoryContextCallback done; /* on the query's memory */
+	struct EsResultBuffer *next;	/* in the idle list */
+} EsResultBuffer;
+
+static EsResultBuffer *es_idle_buffers = NULL;
+static int	es_idle_count = 0;
+
+/* A context whose first block of keep bytes survives resets. */
+static MemoryContext
+es_result_context(Size keep)
+{
+	return AllocSetContextCreate(TopMemoryContext, "eventstore result",
+								 keep, Min(keep, ALLOCSET_DEFAULT_INITSIZE),
+								 ALLOCSET_DEFAULT_MAXSIZE);
 }
 
 /*
- * A query that held results ends.  When it was the last one, free what
- * the results used; if they needed more than the kept block, keep a
- * block of that size from now on (up to the cap).
+ * The query that held the buffer ended: empty it (what it held is
+ * unreachable now) and keep it for the next call, or free it.
  */
 static void
-es_result_query_done(void *arg pg_attribute_unused())
+es_result_query_done(void *arg)
 {
-	Size		used;
-	Size		cap;
+	EsResultBuffer *buf = (EsResultBuffer *) arg;
 
-	Assert(es_result_live > 0);
-	if (--es_result_live > 0)
+	buf->wanted = MemoryContextMemAllocated(buf->cxt, false);
+	if (es_idle_count >= ES_RESULT_IDLE_MAX)
+	{
+		MemoryContextDelete(buf->cxt);
+		pfree(buf);
 		return;
-	used = MemoryContextMemAllocated(es_result_cxt, false);
-	cap = Min(ES_RESULT_KEEP_MAX, (Size) work_mem * 1024);
-	if (used > es_result_keep && es_result_keep < cap)
-		es_result_context_create(Min(MAXALIGN(used), cap));
+	}
+	MemoryContextReset(buf->cxt);
+	buf->next = es_idle_buffers;
+	es_idle_buffers = buf;
+	es_idle_count++;
+}
+
+/*
+ * A buffer for a result of the current query: an idle one, made anew
+ * with a bigger kept block if its last query needed more, or a new one.
+ */
+static EsResultBuffer *
+es_result_buffer(MemoryContext per_query)
+{
+	Size		cap = Min(ES_RESULT_KEEP_MAX, (Size) work_mem * 1024);
+	EsResultBuffer *buf = es_idle_buffers;
+
+	if (buf != NULL)
+	{
+		/*
+		 * Grown by half at least: what a query used counts the blocks of
+		 * chunks too big for the kept block (the tuplestore's pointer
+		 * array), which it would never hold anyway.
+		 */
+		if (buf->wanted > buf->keep + buf->keep / 2 && buf->keep < cap)
+		{
+			Size		keep = Min(MAXALIGN(buf->wanted), cap);
+			MemoryContext bigger = es_result_context(keep);	/* first: an error
+																 * changes nothing */
+
+			MemoryContextDelete(buf->cxt);
+			buf->cxt = bigger;
+			buf->keep = keep;
+		}
+		es_idle_buffers = buf->next;
+		es_idle_count--;
+	}
 	else
-		MemoryContextReset(es_result_cxt);
+	{
+		MemoryContext cxt = es_result_context(ALLOCSET_DEFAULT_INITSIZE);
+
+		buf = MemoryContextAllocExtended(TopMemoryContext, sizeof(EsResultBuffer),
+										 MCXT_ALLOC_NO_OOM | MCXT_ALLOC_ZERO);
+		if (buf == NULL)
+		{
+			MemoryContextDelete(cxt);
+			ereport(ERROR,
+					(errcode(ERRCODE_OUT_OF_MEMORY),
+					 errmsg("out of memory")));
+		}
+		buf->cxt = cxt;
+		buf->keep = ALLOCSET_DEFAULT_INITSIZE;
+	}
+	buf->wanted = 0;
+	buf->next = NULL;
+	buf->done.func = es_result_query_done;
+	buf->done.arg = buf;
+	MemoryContextRegisterResetCallback(per_query, &buf->done);
+	return buf;
 }
 
 /*
  * Set up the result of a set-returning function of eventstore.event rows
- * (InitMaterializedSRF, with the tuplestore in the kept context).
+ * (InitMaterializedSRF, with the tuplestore in a result buffer).
  */
 void
 EsInitEventResult(FunctionCallInfo fcinfo)
@@ -84,8 +147,8 @@ EsInitEventResult(FunctionCallInfo fcinfo)
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	MemoryContext per_query;
 	MemoryContext old;
-	MemoryContextCallback *cb;
 	TupleDesc	desc;
+	EsResultBuffer *buf;
 
 	if (rsinfo == NULL || !IsA(rsinfo, ReturnSetInfo) ||
 		(rsinfo->allowedModes & SFRM_Materialize) == 0)
@@ -100,19 +163,10 @@ EsInitEventResult(FunctionCallInfo fcinfo)
 				(errcode(ERRCODE_DATATYPE_MISMATCH),
 				 errmsg("function returning a set of events must return a row type")));
 	desc = CreateTupleDescCopy(desc);
-	cb = palloc(sizeof(MemoryContextCallback));
 	MemoryContextSwitchTo(old);
 
-	if (es_result_cxt == NULL)
-		es_result_context_create(ALLOCSET_DEFAULT_INITSIZE);
-
-	/* count the query before anything can be put in the context */
-	cb->func = es_result_query_done;
-	cb->arg = NULL;
-	MemoryContextRegisterResetCallback(per_query, cb);
-	es_result_live++;
-
-	old = MemoryContextSwitchTo(es_result_cxt);
+	buf = es_result_buffer(per_query);
+	old = MemoryContextSwitchTo(buf->cxt);
 	rsinfo->setResult =
 		tuplestore_begin_heap((rsinfo->allowedModes & SFRM_Materialize_Random) != 0,
 							  false, work_mem);

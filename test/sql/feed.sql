@@ -60,7 +60,7 @@ END
 $$;
 
 BEGIN;
-SELECT plan(111);
+SELECT plan(112);
 
 -- Read everything by paging through read_all (or read_category with a
 -- consumer group member), page rows at a time, continuing after the last
@@ -395,13 +395,14 @@ SELECT throws_ok($$SELECT * FROM eventstore.read_category('task', consumer_group
 SELECT throws_ok($$SELECT eventstore.consumer_group_member('task-1', 0)$$, '22023', NULL, 'consumer_group_member with group size 0 is an error');
 
 -- ---------------------------------------------------------------------
--- Result memory (src/result.c): pages are kept in a backend-lifetime
--- context that is emptied when the last query holding a page ends.  A
--- page must stay intact while other reads start and end around it, and
--- nothing may be left behind by a read that fails.
+-- Result memory (src/result.c): each page is kept in a result buffer,
+-- emptied and kept for the next call when the query that read it ends.
+-- A page must stay intact while other reads start and end around it, and
+-- a read that fails leaves nothing behind, even while another read's
+-- page is still held.
 CREATE TEMP VIEW feed_result_mem AS
-    SELECT coalesce(sum(used_bytes), 0) AS used, count(*) AS contexts
-      FROM pg_backend_memory_contexts WHERE name = 'eventstore results';
+    SELECT coalesce(max(used_bytes), 0)::numeric AS max_used, coalesce(sum(total_bytes), 0)::numeric AS total, count(*) AS buffers
+      FROM pg_backend_memory_contexts WHERE name = 'eventstore result';
 CREATE TEMP TABLE feed_expected AS
     SELECT global_position, event_id FROM eventstore.events ORDER BY global_position LIMIT 600;
 DECLARE feed_cursor SCROLL CURSOR FOR SELECT global_position, event_id FROM eventstore.read_all(0, 600);
@@ -435,11 +436,32 @@ SELECT results_eq($$SELECT a.global_position, s.global_position FROM
                   'a read rescanned once per outer row (LATERAL) returns the right rows');
 SELECT throws_ok($$SELECT 1 / (a.global_position - a.global_position) FROM eventstore.read_all(0, 500) AS a$$,
                  '22012', NULL, 'a query fails after its page was read');
-SELECT cmp_ok((SELECT used FROM feed_result_mem), '<', 4096::numeric,
+SELECT cmp_ok((SELECT max_used FROM feed_result_mem), '<', 4096::numeric,
               'the failed query''s page was freed when the query ended');
-SELECT is((SELECT contexts FROM feed_result_mem), 1::bigint, 'one result context per backend');
-SELECT cmp_ok((SELECT used FROM feed_result_mem), '<', 4096::numeric,
-              'after the reads, the result context holds nothing');
+-- While a loop holds one page, 100 reads fail one after the other (caught):
+-- each failed page is freed at its subtransaction's abort.
+CREATE TEMP TABLE feed_loop_mem (total numeric);
+DO $$
+DECLARE
+    e record;
+BEGIN
+    FOR e IN SELECT * FROM eventstore.read_all(0, 3) LOOP
+        FOR i IN 1..100 LOOP
+            BEGIN
+                PERFORM 1 / (a.global_position - a.global_position) FROM eventstore.read_all(0, 500) AS a;
+            EXCEPTION WHEN division_by_zero THEN
+                NULL;
+            END;
+        END LOOP;
+        INSERT INTO feed_loop_mem SELECT total FROM feed_result_mem;
+    END LOOP;
+END
+$$;
+SELECT cmp_ok((SELECT max(total) FROM feed_loop_mem), '<', 4 * 1024 * 1024::numeric,
+              'failed reads inside a loop that holds a page leave nothing behind (below 4 MB after 300 failures of ~150 kB pages)');
+SELECT cmp_ok((SELECT buffers FROM feed_result_mem), '<=', 2::bigint, 'at most two idle result buffers are kept');
+SELECT cmp_ok((SELECT max_used FROM feed_result_mem), '<', 4096::numeric,
+              'after the reads, the result buffers hold nothing');
 
 -- ---------------------------------------------------------------------
 -- argument errors

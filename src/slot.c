@@ -46,12 +46,18 @@
  * check ownership under ReplicationSlotControlLock first and leave anything
  * that is not ours alone.
  *
+ * Before anything is done at pre-commit, every slot to drop is checked not
+ * to be in use by another process, so that one drop failing after others
+ * were done (which the abort could not undo) takes a process attaching in
+ * that instant.
+ *
  * Limits that remain: a crash between XACT_EVENT_PRE_COMMIT and the commit
  * record leaves a persistent slot without its row (the next
- * create_subscription of that name drops it, as before); an error after
- * the PRE_COMMIT callbacks (a serialization failure at commit) undoes the
- * row but not a drop already done there, and the slot of a create already
- * made persistent there is dropped here on a best-effort basis.
+ * create_subscription of that name drops it, as before); so does an error
+ * after the PRE_COMMIT callbacks (a serialization failure at commit, or a
+ * pre-commit callback registered before ours, which runs after it): the
+ * abort leaves such a slot with a WARNING rather than risk an error while
+ * aborting, and cannot undo a drop already done.
  *
  *-------------------------------------------------------------------------
  */
@@ -204,14 +210,51 @@ es_slot_drop_created(EsPendingSlot *p)
 		SpinLockAcquire(&s->mutex);
 		if (s->data.persistency == RS_TEMPORARY)
 			ours = (s->active_pid == MyProcPid);
-		else if (s->data.persistency == RS_PERSISTENT)
-			ours = (p->state == ES_SLOT_PERSISTED && s->active_pid == 0);
 		SpinLockRelease(&s->mutex);
 	}
 	LWLockRelease(ReplicationSlotControlLock);
 
 	if (ours)
 		ReplicationSlotDrop(NameStr(p->name), true);
+	else if (s != NULL && p->state == ES_SLOT_PERSISTED)
+
+		/*
+		 * Made persistent at pre-commit, then the commit failed.  Dropping
+		 * a persistent slot can fail (another process may attach to it
+		 * now, its directory may not be renamed), and an error here would
+		 * abort the abort: leave it, and say so.
+		 */
+		ereport(WARNING,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("replication slot \"%s\" of a subscription that was not created is left behind",
+						NameStr(p->name)),
+				 errhint("The next create_subscription of that name drops it; pg_drop_replication_slot() drops it now.")));
+}
+
+/*
+ * Fail now, before anything is done, if a slot to be dropped is in use by
+ * another process: dropping it would fail after earlier drops of the same
+ * transaction were done, which its abort could not undo.
+ */
+static void
+es_slot_check_droppable(const char *name)
+{
+	ReplicationSlot *s;
+	int			active_pid = 0;
+
+	LWLockAcquire(ReplicationSlotControlLock, LW_SHARED);
+	s = SearchNamedReplicationSlot(name, false);
+	if (s != NULL)
+	{
+		SpinLockAcquire(&s->mutex);
+		active_pid = s->active_pid;
+		SpinLockRelease(&s->mutex);
+	}
+	LWLockRelease(ReplicationSlotControlLock);
+	if (active_pid != 0 && active_pid != MyProcPid)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_IN_USE),
+				 errmsg("replication slot \"%s\" is active for PID %d", name, active_pid)));
 }
 
 /*
@@ -228,6 +271,14 @@ es_slot_pre_commit(void)
 	if (es_pending_slots == NIL)
 		return;
 	es_slot_require_none_acquired();
+
+	foreach(lc, es_pending_slots)
+	{
+		EsPendingSlot *p = (EsPendingSlot *) lfirst(lc);
+
+		if (p->action == ES_SLOT_DROP)
+			es_slot_check_droppable(NameStr(p->name));
+	}
 
 	foreach(lc, es_pending_slots)
 	{
@@ -282,14 +333,19 @@ es_slot_xact_callback(XactEvent event, void *arg pg_attribute_unused())
 						 errhint("Create or drop the subscription in an ordinary transaction.")));
 			break;
 		case XACT_EVENT_ABORT:
-			foreach(lc, es_pending_slots)
 			{
-				EsPendingSlot *p = (EsPendingSlot *) lfirst(lc);
+				/* detached first: nothing here runs twice */
+				List	   *pending = es_pending_slots;
 
-				if (p->action == ES_SLOT_CREATE)
-					es_slot_drop_created(p);
+				es_pending_slots = NIL;
+				foreach(lc, pending)
+				{
+					EsPendingSlot *p = (EsPendingSlot *) lfirst(lc);
+
+					if (p->action == ES_SLOT_CREATE)
+						es_slot_drop_created(p);
+				}
 			}
-			es_pending_slots = NIL;
 			break;
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PREPARE:
@@ -346,10 +402,11 @@ es_slot_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 }
 
 /*
- * Does a committed subscription own the slot of this name?  Read with a
- * fresh snapshot: a REPEATABLE READ or SERIALIZABLE creator that waited
- * for the name's lock while another created it has a snapshot that does
- * not see the winner's row, and must not take its slot for a leftover.
+ * Does a committed subscription own the slot of this name?  Read with
+ * SnapshotSelf (every committed row, no predicate locks): a REPEATABLE READ
+ * or SERIALIZABLE creator that waited for the name's lock while another
+ * created it has a snapshot that does not see the winner's row, and must
+ * not take its slot for a leftover.
  */
 static bool
 es_slot_has_subscription(const char *name)
@@ -357,7 +414,6 @@ es_slot_has_subscription(const char *name)
 	const EsCatalog *cat = EsGetCatalog();
 	Relation	heap = table_open(cat->subscription, AccessShareLock);
 	Relation	index = index_open(cat->subscription_slot_idx, AccessShareLock);
-	Snapshot	snapshot = RegisterSnapshot(GetLatestSnapshot());
 	TupleTableSlot *tslot = table_slot_create(heap, NULL);
 	NameData	key_name;
 	ScanKeyData key;
@@ -366,12 +422,11 @@ es_slot_has_subscription(const char *name)
 
 	namestrcpy(&key_name, name);
 	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_NAMEEQ, NameGetDatum(&key_name));
-	scan = index_beginscan(heap, index, snapshot, 1, 0);
+	scan = index_beginscan(heap, index, SnapshotSelf, 1, 0);
 	index_rescan(scan, &key, 1, NULL, 0);
 	found = index_getnext_slot(scan, ForwardScanDirection, tslot);
 	index_endscan(scan);
 	ExecDropSingleTupleTableSlot(tslot);
-	UnregisterSnapshot(snapshot);
 	index_close(index, AccessShareLock);
 	table_close(heap, AccessShareLock);
 	return found;

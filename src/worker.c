@@ -471,6 +471,29 @@ es_worker_exec(const char *sql, int nargs, Oid *types, Datum *values, List **nam
 	pgstat_report_activity(STATE_IDLE, NULL);
 }
 
+static bool es_extension_installed(void);
+
+/*
+ * Report an error the worker caught and goes on after (its transaction
+ * aborted already): as a WARNING, since the worker does not stop -- or
+ * only at DEBUG1 when the extension was dropped meanwhile (the error is
+ * then about its dropped objects, and the worker idles until it is
+ * created again).  Returns whether the extension is still installed.
+ */
+static bool
+es_worker_report(ErrorData *edata)
+{
+	if (!es_extension_installed())
+	{
+		elog(DEBUG1, "eventstore worker: the extension was dropped during a round (%s)",
+			 edata->message ? edata->message : "unknown error");
+		return false;
+	}
+	edata->elevel = WARNING;
+	ThrowErrorData(edata);
+	return true;
+}
+
 /*
  * One batch of one projection (eventstore._worker_run records handler
  * errors itself).  Returns the number of events applied, or -1 after
@@ -516,15 +539,17 @@ es_worker_run_one(const char *name, MemoryContext cxt)
 		HOLD_INTERRUPTS();
 		MemoryContextSwitchTo(cxt);
 		edata = CopyErrorData();
-		EmitErrorReport();
 		FlushErrorState();
 		AbortOutOfAnyTransaction();
 		RESUME_INTERRUPTS();
 
-		fvalues[0] = values[0];
-		fvalues[1] = CStringGetTextDatum(edata->message ? edata->message : "unknown error");
-		fvalues[2] = Int32GetDatum(es_worker_naptime);
-		es_worker_exec("SELECT eventstore._worker_failed($1, $2, $3)", 3, ftypes, fvalues, NULL);
+		if (es_worker_report(edata))
+		{
+			fvalues[0] = values[0];
+			fvalues[1] = CStringGetTextDatum(edata->message ? edata->message : "unknown error");
+			fvalues[2] = Int32GetDatum(es_worker_naptime);
+			es_worker_exec("SELECT eventstore._worker_failed($1, $2, $3)", 3, ftypes, fvalues, NULL);
+		}
 		FreeErrorData(edata);
 		applied = -1;
 	}
@@ -608,9 +633,9 @@ EsDatabaseWorkerMain(Datum arg)
 		MemoryContextReset(cxt);
 
 		/*
-		 * An error outside a batch (say, DROP EXTENSION committing between
-		 * the check and the round) is logged and the round tried again
-		 * later: the worker does not exit.
+		 * An error outside a batch is logged and the round tried again
+		 * later: the worker does not exit.  (DROP EXTENSION committing
+		 * between the check and the round is not logged as an error.)
 		 */
 		PG_TRY();
 		{
@@ -633,12 +658,16 @@ EsDatabaseWorkerMain(Datum arg)
 		}
 		PG_CATCH();
 		{
+			ErrorData  *edata;
+
 			HOLD_INTERRUPTS();
 			MemoryContextSwitchTo(cxt);
-			EmitErrorReport();
+			edata = CopyErrorData();
 			FlushErrorState();
 			AbortOutOfAnyTransaction();
 			RESUME_INTERRUPTS();
+			(void) es_worker_report(edata);
+			FreeErrorData(edata);
 			busy = false;
 		}
 		PG_END_TRY();

@@ -15,7 +15,8 @@
 #      transaction, and the persisted slot is dropped again.
 #   4. drop_subscription of a slot a pg_recvlogical is attached to fails
 #      at commit (55006): the subscription and its slot stay and poll
-#      works once pg_recvlogical is gone.
+#      works once pg_recvlogical is gone; one statement dropping another
+#      subscription first and then that one drops neither.
 use strict;
 use warnings;
 
@@ -194,7 +195,7 @@ sub check_pending_gone
 		"SELECT eventstore._create_slot('made_then_undone'), eventstore._drop_slot_at_commit('held')");
 	like($stderr, qr/replication slot "held" is active for PID/,
 		'a queued drop of a slot another session holds fails at commit');
-	is(slots('made_then_undone'), '', '  and the slot already made persistent before it is dropped again');
+	is(slots('made_then_undone'), '', '  before anything is done: the slot the transaction created is gone too');
 	is(slots('held'), 'held true', '  the held slot is untouched');
 	$holder->quit;
 }
@@ -217,6 +218,13 @@ sub check_pending_gone
 	like($stderr, qr/55006: replication slot "\Q${\slot_of('one')}\E" is active for PID/,
 		'drop_subscription of a slot in use fails at commit with 55006');
 	is(subscriptions(), 'one reserved,three reserved,two reserved', '  the subscription stays with its slot');
+	($ret, $stdout, $stderr) = $node->psql('postgres',
+		"SELECT count(eventstore.drop_subscription(n)) FROM (VALUES ('two'), ('one')) AS v(n)",
+		extra_params => [ '-v', 'VERBOSITY=verbose' ]);
+	like($stderr, qr/55006: replication slot "\Q${\slot_of('one')}\E" is active for PID/,
+		'a statement dropping two subscriptions, the second slot in use, fails with 55006');
+	is(subscriptions(), 'one reserved,three reserved,two reserved',
+		'  and drops neither slot: the check comes before the first drop');
 	$recv->kill_kill;
 	$node->poll_query_until('postgres',
 		"SELECT NOT active FROM pg_replication_slots WHERE slot_name = '" . slot_of('one') . "'")

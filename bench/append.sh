@@ -39,7 +39,7 @@ bench="$here/bench"
 . "$here/scripts/deps.sh"
 . "$here/scripts/cluster.sh"
 es_install_deps
-PATH="$(${PG_CONFIG:-pg_config} --bindir):$PATH"
+PATH="$(${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config} --bindir):$PATH"
 
 ROUNDS=${BENCH_ROUNDS:-3}
 SECS=${BENCH_SECONDS:-15}

@@ -236,7 +236,7 @@ if [ "$CALLGRIND" = 1 ]; then
         for attempt in 1 2 3 4 5 6; do
             make -s -C "$work/src" install >>"$out/build.log" 2>&1
             (cd "$out" && runuser -u postgres -- valgrind --tool=callgrind --callgrind-out-file="$f.out" \
-                "$(${PG_CONFIG:-pg_config} --bindir)/postgres" --single -D "$work/data" bench <"$f.sql") >"$f.log" 2>&1 ||
+                "$(${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config} --bindir)/postgres" --single -D "$work/data" bench <"$f.sql") >"$f.log" 2>&1 ||
                 { tail "$f.log" >&2; exit 1; }
             callgrind_annotate --auto=no --threshold=100 "$f.out" 2>/dev/null | cg_tsv >"$f.self.tsv"
             callgrind_annotate --auto=no --inclusive=yes --threshold=100 "$f.out" 2>/dev/null | cg_tsv >"$f.incl.tsv"

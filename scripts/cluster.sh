@@ -5,7 +5,7 @@
 #   es_cluster_start DIR PORT [extra postgresql.conf lines...]
 #   es_cluster_stop DIR
 #   es_psql PORT [psql args...]        runs psql as postgres against it
-PGBIN=$(${PG_CONFIG:-pg_config} --bindir)
+PGBIN=$(${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config} --bindir)
 
 es_cluster_start() {
     local dir="$1" port="$2"; shift 2

@@ -6,13 +6,19 @@
 # system's eventstore.so: several test or benchmark runs can go on at once.
 #
 #   PG_CONFIG=$(bash scripts/private-pg.sh /tmp/pg-a) bash scripts/test.sh
+#
+# The copy is made in a temporary directory and renamed into place, so an
+# interrupted copy is never taken for a complete one.
 set -euo pipefail
 dir="${1:?usage: private-pg.sh DIR}"
 if [ ! -x "$dir/usr/lib/postgresql/15/bin/pg_config" ]; then
-    mkdir -p "$dir/usr/lib/postgresql" "$dir/usr/share/postgresql" "$dir/usr/include"
-    cp -a /usr/lib/postgresql/15 "$dir/usr/lib/postgresql/"
-    cp -a /usr/share/postgresql/15 "$dir/usr/share/postgresql/"
-    cp -a /usr/include/postgresql "$dir/usr/include/"
-    chmod 755 "$dir"
+    tmp=$(mktemp -d "$dir.tmp.XXXXXX")
+    mkdir -p "$tmp/usr/lib/postgresql" "$tmp/usr/share/postgresql" "$tmp/usr/include"
+    cp -a /usr/lib/postgresql/15 "$tmp/usr/lib/postgresql/"
+    cp -a /usr/share/postgresql/15 "$tmp/usr/share/postgresql/"
+    cp -a /usr/include/postgresql "$tmp/usr/include/"
+    chmod 755 "$tmp"
+    # another run may have finished the same copy meanwhile: keep theirs
+    mv -T "$tmp" "$dir" 2>/dev/null || rm -rf "$tmp"
 fi
 echo "$dir/usr/lib/postgresql/15/bin/pg_config"

@@ -386,8 +386,12 @@ BEGIN
             USING ERRCODE = '55000',
                   DETAIL = pg_catalog.format('The last acknowledged position is %s; every matching event up to position %s was acknowledged (events commit out of position order).',
                                              (s.checkpoint).position, s.recovery_position),
-                  HINT = pg_catalog.format('Drop the subscription and create it again with from_position => %s; events it delivers up to position %s may have been delivered before. Raise max_slot_wal_keep_size to keep more WAL for slow consumers.',
-                                           s.recovery_position, (s.checkpoint).position);
+                  HINT = pg_catalog.format('Drop the subscription and create it again with from_position => %s%s. Raise max_slot_wal_keep_size to keep more WAL for slow consumers.',
+                                           s.recovery_position,
+                                           CASE WHEN s.recovery_position < (s.checkpoint).position
+                                                THEN pg_catalog.format('; events it delivers up to position %s may have been delivered before',
+                                                                       (s.checkpoint).position)
+                                                ELSE '' END);
     END IF;
 
     -- History: events at or below the seam, from the table.

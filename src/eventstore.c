@@ -253,7 +253,8 @@ PG_FUNCTION_INFO_V1(eventstore_log_running_xacts);
  * advance to the acknowledged checkpoint does that, or the next peek, which
  * applies candidates already behind confirmed_flush_lsn at once.  Called
  * before poll takes any row lock, so the poll's own transaction has no xid
- * yet and does not hold the candidate back.
+ * yet and does not hold the candidate back -- unless the consumer wrote
+ * something earlier in that transaction (then the next record moves it).
  *
  * Rate limit: nothing is logged while less than ES_RESTART_LAG_MAX / 2 of
  * WAL was written since the last record logged here, by any backend: such

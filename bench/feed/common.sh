@@ -18,7 +18,7 @@ if [ "$(id -u)" -ne 0 ]; then
     exit 1
 fi
 es_install_deps
-PATH="$(${PG_CONFIG:-pg_config} --bindir):$PATH"
+PATH="$(${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config} --bindir):$PATH"
 
 KEEP=${BENCH_KEEP:-0}
 work=$(mktemp -d "/tmp/eventstore-${BENCH_NAME:-bench}.XXXXXX")

@@ -26,6 +26,8 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use lib 'test/perl';
+use EventstoreNode;
 use IPC::Run;
 use Time::HiRes qw(usleep);
 
@@ -33,16 +35,11 @@ my $nclients = 4;
 my @streams = map { "crash-$_" } 1 .. 3;
 my $tmp = PostgreSQL::Test::Utils::tempdir;
 
-my $node = PostgreSQL::Test::Cluster->new('crash');
-$node->init;
-$node->append_conf('postgresql.conf', slurp_file('test/eventstore.conf'));
-$node->append_conf(
-	'postgresql.conf', qq(
+my $node = eventstore_node('crash', qq(
 synchronous_commit = on
 restart_after_crash = on
 log_statement = none
 ));
-$node->start;
 
 $node->safe_psql(
 	'postgres', q(

@@ -20,22 +20,19 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use lib 'test/perl';
+use EventstoreNode;
 use IPC::Run;
 
 my $clients = 8;
 my $per_client = 400;
 my $tmp = PostgreSQL::Test::Utils::tempdir;
 
-my $node = PostgreSQL::Test::Cluster->new('multi');
-$node->init;
-$node->append_conf('postgresql.conf', slurp_file('test/eventstore.conf'));
-$node->append_conf(
-	'postgresql.conf', qq(
+my $node = eventstore_node('multi', qq(
 synchronous_commit = on
 log_statement = none
 max_connections = 30
 ));
-$node->start;
 
 $node->safe_psql(
 	'postgres', q{

@@ -9,11 +9,10 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use lib 'test/perl';
+use EventstoreNode;
 
-my $node = PostgreSQL::Test::Cluster->new('dump');
-$node->init;
-$node->append_conf('postgresql.conf', slurp_file('test/eventstore.conf'));
-$node->start;
+my $node = eventstore_node('dump', undef);
 
 $node->safe_psql('postgres', 'CREATE DATABASE src');
 $node->safe_psql(

@@ -26,20 +26,17 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use lib 'test/perl';
+use EventstoreNode;
 use IPC::Run;
 use JSON::PP;
 
 my $json = JSON::PP->new;
 
-my $node = PostgreSQL::Test::Cluster->new('order');
-$node->init(allows_streaming => 'logical');
-$node->append_conf('postgresql.conf', slurp_file('test/eventstore.conf'));
-$node->append_conf(
-	'postgresql.conf', qq(
+my $node = eventstore_node('order', qq(
 synchronous_commit = on
 log_statement = none
-));
-$node->start;
+), allows_streaming => 'logical');
 
 $node->safe_psql(
 	'postgres', q{

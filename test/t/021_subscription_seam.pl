@@ -41,21 +41,18 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use lib 'test/perl';
+use EventstoreNode;
 use IPC::Run;
 use Time::HiRes qw(usleep time);
 
 
-my $node = PostgreSQL::Test::Cluster->new('seam');
-$node->init;
-$node->append_conf('postgresql.conf', slurp_file('test/eventstore.conf'));
-$node->append_conf(
-	'postgresql.conf', qq(
+my $node = eventstore_node('seam', qq(
 synchronous_commit = on
 log_statement = none
 log_min_duration_statement = -1
 max_connections = 40
 ));
-$node->start;
 
 $node->safe_psql(
 	'postgres', q{

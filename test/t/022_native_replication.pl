@@ -22,23 +22,17 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use lib 'test/perl';
+use EventstoreNode;
 
-my $pub = PostgreSQL::Test::Cluster->new('publisher');
-$pub->init(allows_streaming => 'logical');
-$pub->append_conf('postgresql.conf', slurp_file('test/eventstore.conf'));
-$pub->append_conf('postgresql.conf', "synchronous_commit = on\nlog_statement = none\n");
-$pub->start;
+my $pub = eventstore_node('publisher', "synchronous_commit = on\nlog_statement = none\n", allows_streaming => 'logical');
 
 my $plain = PostgreSQL::Test::Cluster->new('plain_subscriber');
 $plain->init;
 $plain->append_conf('postgresql.conf', "log_statement = none\n");
 $plain->start;
 
-my $ext = PostgreSQL::Test::Cluster->new('extension_subscriber');
-$ext->init;
-$ext->append_conf('postgresql.conf', slurp_file('test/eventstore.conf'));
-$ext->append_conf('postgresql.conf', "log_statement = none\n");
-$ext->start;
+my $ext = eventstore_node('extension_subscriber', "log_statement = none\n");
 
 $pub->safe_psql(
 	'postgres', q{

@@ -27,6 +27,8 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use lib 'test/perl';
+use EventstoreNode;
 use IPC::Run;
 use Time::HiRes qw(usleep);
 
@@ -34,17 +36,12 @@ my $nwriters = 2;
 my $batch = 100;
 my $tmp = PostgreSQL::Test::Utils::tempdir;
 
-my $node = PostgreSQL::Test::Cluster->new('subcrash');
-$node->init;
-$node->append_conf('postgresql.conf', slurp_file('test/eventstore.conf'));
-$node->append_conf(
-	'postgresql.conf', qq(
+my $node = eventstore_node('subcrash', qq(
 synchronous_commit = on
 restart_after_crash = on
 log_statement = none
 log_min_messages = warning
 ));
-$node->start;
 
 $node->safe_psql(
 	'postgres', q(

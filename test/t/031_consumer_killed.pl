@@ -19,19 +19,16 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use lib 'test/perl';
+use EventstoreNode;
 use IPC::Run;
 use Time::HiRes qw(usleep);
 
-my $node = PostgreSQL::Test::Cluster->new('killed');
-$node->init;
-$node->append_conf('postgresql.conf', slurp_file('test/eventstore.conf'));
-$node->append_conf(
-	'postgresql.conf', qq(
+my $node = eventstore_node('killed', qq(
 synchronous_commit = on
 restart_after_crash = on
 log_min_messages = warning
 ));
-$node->start;
 
 $node->safe_psql(
 	'postgres', q(

@@ -27,22 +27,19 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use lib 'test/perl';
+use EventstoreNode;
 use IPC::Run;
 use Time::HiRes qw(time);
 
 my $N = $ENV{ES_HUGE_EVENTS} // 1_000_000;
 my $page = $ENV{ES_HUGE_PAGE} // 250_000;
 
-my $node = PostgreSQL::Test::Cluster->new('huge');
-$node->init;
-$node->append_conf('postgresql.conf', slurp_file('test/eventstore.conf'));
-$node->append_conf(
-	'postgresql.conf', qq(
+my $node = eventstore_node('huge', qq(
 synchronous_commit = on
 logical_decoding_work_mem = '64kB'
 wal_sender_timeout = '5s'
 ));
-$node->start;
 
 $node->safe_psql(
 	'postgres', q(

@@ -24,18 +24,15 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use lib 'test/perl';
+use EventstoreNode;
 
-my $node = PostgreSQL::Test::Cluster->new('lost');
-$node->init(extra => ['--wal-segsize=1']);
-$node->append_conf('postgresql.conf', slurp_file('test/eventstore.conf'));
-$node->append_conf(
-	'postgresql.conf', qq(
+my $node = eventstore_node('lost', qq(
 synchronous_commit = on
 max_slot_wal_keep_size = '1MB'
 min_wal_size = '2MB'
 max_wal_size = '32MB'
-));
-$node->start;
+), extra => ['--wal-segsize=1']);
 
 $node->safe_psql(
 	'postgres', q(

@@ -16,18 +16,15 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use lib 'test/perl';
+use EventstoreNode;
 use Time::HiRes qw(time);
 
-my $node = PostgreSQL::Test::Cluster->new('async_projection');
-$node->init;
-$node->append_conf('postgresql.conf', slurp_file('test/eventstore.conf'));
-$node->append_conf(
-	'postgresql.conf', q(
+my $node = eventstore_node('async_projection', q(
 eventstore.worker_databases = 'postgres'
 eventstore.worker_naptime = '200ms'
 log_statement = none
 ));
-$node->start;
 
 $node->safe_psql(
 	'postgres', q{

@@ -13,18 +13,15 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use lib 'test/perl';
+use EventstoreNode;
 
-my $node = PostgreSQL::Test::Cluster->new('projection_failure');
-$node->init;
-$node->append_conf('postgresql.conf', slurp_file('test/eventstore.conf'));
-$node->append_conf(
-	'postgresql.conf', q(
+my $node = eventstore_node('projection_failure', q(
 eventstore.worker_databases = 'postgres'
 eventstore.worker_naptime = '200ms'
 eventstore.worker_batch_size = 100
 log_statement = none
 ));
-$node->start;
 
 # 20 appends of 100 events; the 50th event of the 13th append is poisoned.
 my $load = '';

@@ -17,20 +17,17 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use lib 'test/perl';
+use EventstoreNode;
 use Time::HiRes qw(usleep);
 
-my $node = PostgreSQL::Test::Cluster->new('projection_crash');
-$node->init;
-$node->append_conf('postgresql.conf', slurp_file('test/eventstore.conf'));
-$node->append_conf(
-	'postgresql.conf', q(
+my $node = eventstore_node('projection_crash', q(
 eventstore.worker_databases = 'postgres'
 eventstore.worker_naptime = '200ms'
 eventstore.worker_batch_size = 100
 restart_after_crash = on
 log_statement = none
 ));
-$node->start;
 
 my $load = '';
 for my $b (1 .. 10)

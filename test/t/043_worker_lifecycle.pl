@@ -13,18 +13,15 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use lib 'test/perl';
+use EventstoreNode;
 use Time::HiRes qw(usleep);
 
-my $node = PostgreSQL::Test::Cluster->new('worker_lifecycle');
-$node->init;
-$node->append_conf('postgresql.conf', slurp_file('test/eventstore.conf'));
-$node->append_conf(
-	'postgresql.conf', q(
+my $node = eventstore_node('worker_lifecycle', q(
 eventstore.worker_databases = 'app1, nosuchdb'
 eventstore.worker_naptime = '200ms'
 log_statement = none
 ));
-$node->start;
 
 sub setup_db
 {

@@ -1,0 +1,32 @@
+# Test clusters for the TAP tests in test/t: a PostgreSQL::Test::Cluster
+# configured for eventstore (test/eventstore.conf) plus the test's own
+# postgresql.conf lines, started.
+#
+#   use lib 'test/perl';
+#   use EventstoreNode;
+#   my $node = eventstore_node('name', "synchronous_commit = on\n", allows_streaming => 'logical');
+package EventstoreNode;
+
+use strict;
+use warnings;
+
+use Exporter 'import';
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+
+our @EXPORT = qw(eventstore_node);
+
+# eventstore_node(name, extra postgresql.conf text or undef, init options)
+sub eventstore_node
+{
+	my ($name, $conf, %init) = @_;
+	my $node = PostgreSQL::Test::Cluster->new($name);
+
+	$node->init(%init);
+	$node->append_conf('postgresql.conf', slurp_file('test/eventstore.conf'));
+	$node->append_conf('postgresql.conf', $conf) if defined $conf;
+	$node->start;
+	return $node;
+}
+
+1;

@@ -14,7 +14,7 @@ use Exporter 'import';
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 
-our @EXPORT = qw(eventstore_node);
+our @EXPORT = qw(eventstore_node wait_backend_gone);
 
 # eventstore_node(name, extra postgresql.conf text or undef, init options)
 sub eventstore_node
@@ -27,6 +27,16 @@ sub eventstore_node
 	$node->append_conf('postgresql.conf', $conf) if defined $conf;
 	$node->start;
 	return $node;
+}
+
+# Wait until the backend with that pid has exited.
+sub wait_backend_gone
+{
+	my ($node, $pid) = @_;
+	$node->poll_query_until('postgres',
+		"SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = $pid")
+	  or die "backend $pid did not exit";
+	return;
 }
 
 1;

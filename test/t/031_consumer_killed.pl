@@ -101,14 +101,6 @@ sub reap
 	return;
 }
 
-sub wait_gone
-{
-	my ($pid) = @_;
-	$node->poll_query_until('postgres',
-		"SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = $pid")
-	  or die "backend $pid did not exit";
-	return;
-}
 
 # What every kill must leave behind: nothing applied from the killed
 # transaction, the same checkpoint, a released slot, and a next poll that
@@ -140,7 +132,7 @@ sub check_redelivery
 	my @batch = poll_apply($s, 15);
 	is(scalar(@batch), 15, "$label: the consumer holds a batch of 15 events");
 	$node->safe_psql('postgres', "SELECT pg_terminate_backend($s->{backend_pid})");
-	wait_gone($s->{backend_pid});
+	wait_backend_gone($node, $s->{backend_pid});
 	reap($s);
 	check_redelivery($label, $cp, $count, \@batch, 15);
 }
@@ -154,7 +146,7 @@ sub check_redelivery
 	is(scalar(@batch), 10, "$label: the consumer holds a batch of 10 events");
 	$s->query_safe("SELECT FROM eventstore.ack('k')");
 	$node->safe_psql('postgres', "SELECT pg_terminate_backend($s->{backend_pid})");
-	wait_gone($s->{backend_pid});
+	wait_backend_gone($node, $s->{backend_pid});
 	reap($s);
 	check_redelivery($label, $cp, $count, \@batch, 10);
 }

@@ -69,14 +69,6 @@ sub poll_streams
 	} @subs;
 }
 
-sub wait_gone
-{
-	my ($pid) = @_;
-	$node->poll_query_until('postgres',
-		"SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = $pid")
-	  or die "backend $pid did not exit";
-	return;
-}
 
 # 1. Persistent slots survive restarts.
 $node->safe_psql(
@@ -179,7 +171,7 @@ sub check_pending_gone
 	my $label = 'pg_terminate_backend of the creating backend';
 	my $s = start_pending('pending_c');
 	$node->safe_psql('postgres', "SELECT pg_terminate_backend($s->{backend_pid})");
-	wait_gone($s->{backend_pid});
+	wait_backend_gone($node, $s->{backend_pid});
 	$s->{run}->kill_kill;
 	check_pending_gone($label, 'pending_c');
 }

@@ -6,15 +6,6 @@
 BEGIN;
 SELECT plan(152);
 
--- The events table as a comparable value: row count and a digest of every row.
-CREATE FUNCTION pg_temp.store_state() RETURNS text LANGUAGE sql AS $$
-    SELECT count(*) || ' events, digest ' || coalesce(md5(string_agg(
-               concat_ws('|', global_position, stream, stream_version, event_id,
-                         event_type, data, metadata, created_at),
-               E'\n' ORDER BY global_position)), '-')
-      FROM eventstore.events
-$$;
-
 -- Two tests for a statement that must fail: it fails with this SQLSTATE and
 -- message, and afterwards the session works and the events table is exactly
 -- the baseline.

@@ -7,14 +7,6 @@
 BEGIN;
 SELECT plan(34);
 
-CREATE FUNCTION pg_temp.store_state() RETURNS text LANGUAGE sql AS $$
-    SELECT count(*) || ' events, digest ' || coalesce(md5(string_agg(
-               concat_ws('|', global_position, stream, stream_version, event_id,
-                         event_type, data, metadata, created_at),
-               E'\n' ORDER BY global_position)), '-')
-      FROM eventstore.events
-$$;
-
 -- The original append of a batch of two events with ids.
 SELECT stream_version AS v1, global_position AS p1
   FROM eventstore.append('idem-1', '[

@@ -6,14 +6,6 @@
 BEGIN;
 SELECT plan(25);
 
-CREATE FUNCTION pg_temp.store_state() RETURNS text LANGUAGE sql AS $$
-    SELECT count(*) || ' events, digest ' || coalesce(md5(string_agg(
-               concat_ws('|', global_position, stream, stream_version, event_id,
-                         event_type, data, metadata, created_at),
-               E'\n' ORDER BY global_position)), '-')
-      FROM eventstore.events
-$$;
-
 SELECT lives_ok($$SELECT eventstore.append('imm-1', '[{"type": "A", "data": {"v": 1}}, {"type": "B"}]')$$,
     'setup: imm-1 with two events');
 SELECT lives_ok($$SELECT eventstore.append('imm-2', '[{"type": "C"}]')$$, 'setup: imm-2 with one event');

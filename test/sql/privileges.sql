@@ -6,14 +6,6 @@
 BEGIN;
 SELECT plan(30);
 
-CREATE FUNCTION pg_temp.store_state() RETURNS text LANGUAGE sql AS $$
-    SELECT count(*) || ' events, digest ' || coalesce(md5(string_agg(
-               concat_ws('|', global_position, stream, stream_version, event_id,
-                         event_type, data, metadata, created_at),
-               E'\n' ORDER BY global_position)), '-')
-      FROM eventstore.events
-$$;
-
 SELECT function_privs_are('eventstore', 'append', ARRAY['text', 'jsonb', 'bigint'], 'public', ARRAY[]::name[],
     'PUBLIC cannot execute append');
 SELECT function_privs_are('eventstore', 'append_event', ARRAY['text', 'text', 'jsonb', 'jsonb', 'bigint', 'uuid'],

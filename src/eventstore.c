@@ -13,11 +13,9 @@
 #include "access/xlog_internal.h"
 #include "miscadmin.h"
 #include "port/atomics.h"
-#include "replication/slot.h"
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
-#include "storage/spin.h"
 #include "storage/standby.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -267,9 +265,7 @@ Datum
 eventstore_log_running_xacts(PG_FUNCTION_ARGS)
 {
 	const char *slot_name = NameStr(*PG_GETARG_NAME(0));
-	ReplicationSlot *slot;
-	XLogRecPtr	restart_lsn = InvalidXLogRecPtr;
-	XLogRecPtr	confirmed = InvalidXLogRecPtr;
+	EsSlotInfo	info;
 	uint64		last;
 	XLogRecPtr	insert;
 	XLogRecPtr	recptr;
@@ -278,19 +274,9 @@ eventstore_log_running_xacts(PG_FUNCTION_ARGS)
 	if (RecoveryInProgress() || !XLogStandbyInfoActive())
 		PG_RETURN_NULL();
 
-	LWLockAcquire(ReplicationSlotControlLock, LW_SHARED);
-	slot = SearchNamedReplicationSlot(slot_name, false);
-	if (slot != NULL && slot->data.database == MyDatabaseId)
-	{
-		SpinLockAcquire(&slot->mutex);
-		restart_lsn = slot->data.restart_lsn;
-		confirmed = slot->data.confirmed_flush;
-		SpinLockRelease(&slot->mutex);
-	}
-	LWLockRelease(ReplicationSlotControlLock);
-
-	if (XLogRecPtrIsInvalid(restart_lsn) || XLogRecPtrIsInvalid(confirmed) ||
-		confirmed <= restart_lsn + ES_RESTART_LAG_MAX)
+	if (!EsSlotLookup(slot_name, &info) || info.database != MyDatabaseId ||
+		XLogRecPtrIsInvalid(info.restart_lsn) || XLogRecPtrIsInvalid(info.confirmed_flush) ||
+		info.confirmed_flush <= info.restart_lsn + ES_RESTART_LAG_MAX)
 		PG_RETURN_NULL();
 
 	insert = GetXLogInsertRecPtr();

@@ -10,6 +10,7 @@
 
 #include "postgres.h"
 
+#include "access/xlogdefs.h"
 #include "fmgr.h"
 #include "utils/snapshot.h"
 
@@ -70,7 +71,16 @@ extern void EsRegistryRegisterCallbacks(void);
 extern int64 EsAllocatePosition(const EsCatalog *cat);
 extern int64 EsSafeHorizon(const EsCatalog *cat);
 
-/* slot.c: SQL functions only (_create_slot, _drop_slot_at_commit) */
+/* slot.c (and the SQL functions _create_slot, _drop_slot_at_commit) */
+typedef struct EsSlotInfo
+{
+	Oid			database;
+	bool		temporary;
+	int			active_pid;		/* 0: not in use */
+	XLogRecPtr	restart_lsn;
+	XLogRecPtr	confirmed_flush;
+} EsSlotInfo;
+extern bool EsSlotLookup(const char *name, EsSlotInfo *info);
 
 /* worker.c */
 extern Size EsWorkerShmemSize(void);

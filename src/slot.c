@@ -176,6 +176,31 @@ es_slot_require_none_acquired(void)
 }
 
 /*
+ * Copy the fields of the named replication slot, read under its locks;
+ * false if there is no such slot.
+ */
+bool
+EsSlotLookup(const char *name, EsSlotInfo *info)
+{
+	ReplicationSlot *s;
+
+	LWLockAcquire(ReplicationSlotControlLock, LW_SHARED);
+	s = SearchNamedReplicationSlot(name, false);
+	if (s != NULL)
+	{
+		SpinLockAcquire(&s->mutex);
+		info->database = s->data.database;
+		info->temporary = s->data.persistency == RS_TEMPORARY;
+		info->active_pid = s->active_pid;
+		info->restart_lsn = s->data.restart_lsn;
+		info->confirmed_flush = s->data.confirmed_flush;
+		SpinLockRelease(&s->mutex);
+	}
+	LWLockRelease(ReplicationSlotControlLock);
+	return s != NULL;
+}
+
+/*
  * Drop, during an abort, the slot a CREATE entry made, if it is still this
  * module's: temporary and owned by this backend, or persistent and unowned
  * after the pre-commit callback made it so.  Never raises an error for a
@@ -184,8 +209,8 @@ es_slot_require_none_acquired(void)
 static void
 es_slot_drop_created(EsPendingSlot *p)
 {
-	ReplicationSlot *s;
-	bool		ours = false;
+	EsSlotInfo	info;
+	bool		exists;
 
 	if (MyReplicationSlot != NULL)
 	{
@@ -203,20 +228,10 @@ es_slot_drop_created(EsPendingSlot *p)
 	else if (p->state == ES_SLOT_CREATING)
 		return;					/* ReplicationSlotCreate failed: nothing made */
 
-	LWLockAcquire(ReplicationSlotControlLock, LW_SHARED);
-	s = SearchNamedReplicationSlot(NameStr(p->name), false);
-	if (s != NULL)
-	{
-		SpinLockAcquire(&s->mutex);
-		if (s->data.persistency == RS_TEMPORARY)
-			ours = (s->active_pid == MyProcPid);
-		SpinLockRelease(&s->mutex);
-	}
-	LWLockRelease(ReplicationSlotControlLock);
-
-	if (ours)
+	exists = EsSlotLookup(NameStr(p->name), &info);
+	if (exists && info.temporary && info.active_pid == MyProcPid)
 		ReplicationSlotDrop(NameStr(p->name), true);
-	else if (s != NULL && p->state == ES_SLOT_PERSISTED)
+	else if (exists && p->state == ES_SLOT_PERSISTED)
 
 		/*
 		 * Made persistent at pre-commit, then the commit failed.  Dropping
@@ -239,22 +254,12 @@ es_slot_drop_created(EsPendingSlot *p)
 static void
 es_slot_check_droppable(const char *name)
 {
-	ReplicationSlot *s;
-	int			active_pid = 0;
+	EsSlotInfo	info;
 
-	LWLockAcquire(ReplicationSlotControlLock, LW_SHARED);
-	s = SearchNamedReplicationSlot(name, false);
-	if (s != NULL)
-	{
-		SpinLockAcquire(&s->mutex);
-		active_pid = s->active_pid;
-		SpinLockRelease(&s->mutex);
-	}
-	LWLockRelease(ReplicationSlotControlLock);
-	if (active_pid != 0 && active_pid != MyProcPid)
+	if (EsSlotLookup(name, &info) && info.active_pid != 0 && info.active_pid != MyProcPid)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_IN_USE),
-				 errmsg("replication slot \"%s\" is active for PID %d", name, active_pid)));
+				 errmsg("replication slot \"%s\" is active for PID %d", name, info.active_pid)));
 }
 
 /*

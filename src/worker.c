@@ -474,6 +474,24 @@ es_worker_exec(const char *sql, int nargs, Oid *types, Datum *values, List **nam
 static bool es_extension_installed(void);
 
 /*
+ * In a PG_CATCH block: take the error off the error stack (a copy, in
+ * cxt) and abort the transaction it came from, so the worker can go on.
+ */
+static ErrorData *
+es_worker_catch(MemoryContext cxt)
+{
+	ErrorData  *edata;
+
+	HOLD_INTERRUPTS();
+	MemoryContextSwitchTo(cxt);
+	edata = CopyErrorData();
+	FlushErrorState();
+	AbortOutOfAnyTransaction();
+	RESUME_INTERRUPTS();
+	return edata;
+}
+
+/*
  * Report an error the worker caught and goes on after (its transaction
  * aborted already): as a WARNING, since the worker does not stop -- or
  * only at DEBUG1 when the extension was dropped meanwhile (the error is
@@ -532,16 +550,9 @@ es_worker_run_one(const char *name, MemoryContext cxt)
 	}
 	PG_CATCH();
 	{
-		ErrorData  *edata;
+		ErrorData  *edata = es_worker_catch(cxt);
 		Oid			ftypes[3] = {TEXTOID, TEXTOID, INT4OID};
 		Datum		fvalues[3];
-
-		HOLD_INTERRUPTS();
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		AbortOutOfAnyTransaction();
-		RESUME_INTERRUPTS();
 
 		if (es_worker_report(edata))
 		{
@@ -658,14 +669,8 @@ EsDatabaseWorkerMain(Datum arg)
 		}
 		PG_CATCH();
 		{
-			ErrorData  *edata;
+			ErrorData  *edata = es_worker_catch(cxt);
 
-			HOLD_INTERRUPTS();
-			MemoryContextSwitchTo(cxt);
-			edata = CopyErrorData();
-			FlushErrorState();
-			AbortOutOfAnyTransaction();
-			RESUME_INTERRUPTS();
 			(void) es_worker_report(edata);
 			FreeErrorData(edata);
 			busy = false;

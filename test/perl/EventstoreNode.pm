@@ -11,10 +11,11 @@ use strict;
 use warnings;
 
 use Exporter 'import';
+use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 
-our @EXPORT = qw(eventstore_node wait_backend_gone);
+our @EXPORT = qw(eventstore_node wait_backend_gone start_psql_script);
 
 # eventstore_node(name, extra postgresql.conf text or undef, init options)
 sub eventstore_node
@@ -37,6 +38,28 @@ sub wait_backend_gone
 		"SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = $pid")
 	  or die "backend $pid did not exit";
 	return;
+}
+
+# Write sql to file and run it with psql in the background (unaligned,
+# tuples only, stopping at the first error); extra connection options
+# (say application_name=...) are appended to the connection string.
+# Returns { h => the IPC::Run harness, out => stdout, err => stderr }.
+sub start_psql_script
+{
+	my ($node, $file, $sql, $conninfo) = @_;
+	my %run = (out => '', err => '');
+
+	open my $fh, '>', $file or die "cannot write $file: $!";
+	print $fh $sql;
+	close $fh;
+	$run{h} = IPC::Run::start(
+		[
+			'psql', '-X', '-A', '-t', '-q', '-v', 'ON_ERROR_STOP=1',
+			'-d', $node->connstr('postgres') . (defined $conninfo ? " $conninfo" : ''),
+			'-f', $file
+		],
+		'<', \undef, '>', \$run{out}, '2>', \$run{err});
+	return \%run;
 }
 
 1;

@@ -28,7 +28,6 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use lib 'test/perl';
 use EventstoreNode;
-use IPC::Run;
 use Time::HiRes qw(usleep);
 
 my $nclients = 4;
@@ -106,19 +105,9 @@ sub start_clients
 	my @clients;
 	for my $c (1 .. $nclients)
 	{
-		my $file = "$tmp/round$round-client$c.sql";
-		open my $fh, '>', $file or die "cannot write $file: $!";
-		print $fh client_script($round, $c, $count);
-		close $fh;
-		my %client = (out => '', err => '');
-		$client{h} = IPC::Run::start(
-			[
-				'psql', '-X', '-A', '-t', '-q', '-v', 'ON_ERROR_STOP=1',
-				'-d', $node->connstr('postgres') . ' application_name=crashclient',
-				'-f', $file
-			],
-			'<', \undef, '>', \$client{out}, '2>', \$client{err});
-		push @clients, \%client;
+		push @clients,
+		  start_psql_script($node, "$tmp/round$round-client$c.sql",
+			client_script($round, $c, $count), 'application_name=crashclient');
 	}
 	return @clients;
 }

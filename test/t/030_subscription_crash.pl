@@ -29,7 +29,6 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use lib 'test/perl';
 use EventstoreNode;
-use IPC::Run;
 use Time::HiRes qw(usleep);
 
 my $nwriters = 2;
@@ -116,18 +115,8 @@ sub start_writers
 	my @writers;
 	for my $w (1 .. $nwriters)
 	{
-		my $file = "$tmp/round$round-writer$w.sql";
-		open my $fh, '>', $file or die "cannot write $file: $!";
-		print $fh writer_script($w, $count);
-		close $fh;
-		my %writer = (out => '', err => '');
-		$writer{h} = IPC::Run::start(
-			[
-				'psql', '-X', '-A', '-t', '-q', '-v', 'ON_ERROR_STOP=1',
-				'-d', $node->connstr('postgres'), '-f', $file
-			],
-			'<', \undef, '>', \$writer{out}, '2>', \$writer{err});
-		push @writers, \%writer;
+		push @writers,
+		  start_psql_script($node, "$tmp/round$round-writer$w.sql", writer_script($w, $count));
 	}
 	return @writers;
 }

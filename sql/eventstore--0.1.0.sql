@@ -560,7 +560,6 @@ AS $$
 DECLARE
     s eventstore.subscription;
 BEGIN
-    PERFORM eventstore._prevent_in_transaction_block('eventstore.drop_subscription()');
     s := eventstore._subscription_lock(drop_subscription.name);
     DELETE FROM eventstore.subscription AS t WHERE t.name = s.name;
     -- dropped when this transaction commits, together with the row

@@ -162,11 +162,11 @@ EsCategoryOf(text *stream)
 PG_FUNCTION_INFO_V1(eventstore_prevent_in_transaction_block);
 
 /*
- * SQL: _prevent_in_transaction_block(what) -- for create_subscription and
- * drop_subscription.  Their slot work follows the transaction (slot.c), but
- * a new logical slot waits for every transaction with writes to end and
- * cannot be created once its own transaction has written, so both run as
- * statements of their own.
+ * SQL: _prevent_in_transaction_block(what) -- for create_subscription.
+ * Its slot follows the transaction (slot.c), but a new logical slot waits
+ * for every transaction with writes to end and cannot be created once its
+ * own transaction has written, so it runs as a statement of its own.
+ * (drop_subscription needs no such rule: the drop happens at commit.)
  */
 Datum
 eventstore_prevent_in_transaction_block(PG_FUNCTION_ARGS)
@@ -177,7 +177,7 @@ eventstore_prevent_in_transaction_block(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
 				 errmsg("%s cannot run inside a transaction block", what),
-				 errdetail("It creates or drops a replication slot, in a transaction of its own."),
+				 errdetail("It creates a replication slot, in a transaction of its own."),
 				 errhint("Call it on its own, outside BEGIN ... COMMIT.")));
 	PG_RETURN_VOID();
 }

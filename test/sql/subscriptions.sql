@@ -5,14 +5,14 @@
 -- their SQLSTATE; exactly-once basics of poll + ack in one transaction;
 -- from_position NULL / 0 / n; filters.
 --
--- Not one transaction: create_subscription and drop_subscription refuse
--- to run inside a transaction block (or a subtransaction, so not inside
--- throws_ok either).  They run as top-level statements here; their errors
--- are checked with psql's SQLSTATE variable.  Every subscription is
+-- Not one transaction: create_subscription refuses to run inside a
+-- transaction block (or a subtransaction, so not inside throws_ok
+-- either).  Creates and drops run as top-level statements here; their
+-- errors are checked with psql's SQLSTATE variable.  Every subscription is
 -- dropped at the end.  Concurrency (the seam under load, commit order
 -- differing from position order) is in test/t/020 and 021.
 SET synchronous_commit = on;
-SELECT plan(175);
+SELECT plan(178);
 
 SELECT count(*) AS slots0 FROM pg_replication_slots \gset
 SELECT oid AS dboid FROM pg_database WHERE datname = current_database() \gset
@@ -202,8 +202,8 @@ SELECT is(ARRAY(SELECT slot_name || ' ' || temporary FROM pg_replication_slots
           ARRAY['st_internal_2a false', 'st_internal_2b false', 'st_internal_kept false'],
           'two slots created by one statement are both persistent');
 -- PREPARE TRANSACTION with a slot to create or to drop is 0A000, and the
--- transaction is rolled back.  (create_subscription and drop_subscription
--- refuse transaction blocks, so only the slot functions get here.)
+-- transaction is rolled back.  (create_subscription refuses transaction
+-- blocks, so the slot functions are used here.)
 BEGIN;
 SELECT eventstore._create_slot('st_internal_prep') AS created \gset
 PREPARE TRANSACTION 'st_internal_prep';
@@ -259,20 +259,32 @@ DROP ROLE st_app;
 \set ON_ERROR_STOP true
 \set VERBOSITY default
 
--- Inside a transaction block both are refused with 25001 and nothing changes.
+-- Inside a transaction block create_subscription is refused with 25001;
+-- drop_subscription works there, its slot going at commit or staying on
+-- rollback.
 SELECT eventstore.create_subscription('st_drop_me') AS created \gset
+SELECT eventstore.create_subscription('st_drop_tx') AS created \gset
+SELECT slot_name AS drop_tx_slot FROM eventstore.subscription WHERE name = 'st_drop_tx' \gset
 BEGIN;
 SELECT throws_ok($$SELECT eventstore.create_subscription('st_in_tx')$$, '25001', NULL,
                  'create_subscription inside BEGIN is 25001');
 ROLLBACK;
 BEGIN;
-SELECT throws_ok($$SELECT eventstore.drop_subscription('st_drop_me')$$, '25001', NULL,
-                 'drop_subscription inside BEGIN is 25001');
+SELECT lives_ok($$SELECT eventstore.drop_subscription('st_drop_me')$$, 'drop_subscription inside BEGIN works');
+SELECT is((SELECT count(*) FROM eventstore.subscriptions WHERE name = 'st_drop_me'), 0::bigint,
+          '  its row is gone in the transaction');
 ROLLBACK;
+BEGIN;
+SELECT eventstore.drop_subscription('st_drop_tx') AS dropped \gset
+SELECT is((SELECT count(*) FROM pg_replication_slots WHERE slot_name = :'drop_tx_slot'), 1::bigint,
+          'a drop inside BEGIN keeps the slot until the commit');
+COMMIT;
+SELECT is((SELECT count(*) FROM pg_replication_slots WHERE slot_name = :'drop_tx_slot'), 0::bigint,
+          '  and drops it at the commit');
 SELECT is((SELECT count(*) FROM pg_replication_slots), :slots0::bigint + 1,
-          'after the refusals: only st_drop_me''s slot');
+          'after the rollbacks: only st_drop_me''s slot');
 SELECT is(ARRAY(SELECT name FROM eventstore.subscriptions), ARRAY['st_drop_me'],
-          'after the refusals: only st_drop_me');
+          'after the rollbacks: only st_drop_me');
 
 -- 3. poll's and ack's errors (these may run anywhere).
 BEGIN;

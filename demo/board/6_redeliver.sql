@@ -7,7 +7,7 @@
 \echo '== Redelivery: every subscription is recreated from position 0 and the contexts react again.'
 \echo '   Handlers call mark_processed(consumer, event_id) first: nothing is appended twice.'
 SELECT count(*) AS events_before FROM eventstore.events \gset
--- drop/create_subscription run outside a transaction block: one statement each
+-- create_subscription runs outside a transaction block: one statement each
 \o /dev/null
 SELECT eventstore.drop_subscription('vulnerability_mgmt');
 SELECT eventstore.drop_subscription('task_mgmt');

@@ -14,9 +14,26 @@ OBJS = \
 	src/projection.o \
 	src/worker.o \
 	src/immutable.o \
-	src/slot.o
+	src/slot.o \
+	src/caller.o
 
-DATA = $(wildcard sql/eventstore--*.sql)
+EXTVERSION = 0.2.0
+
+# The install script of this version and the upgrade script from 0.1.0 are
+# built from one source of every function (sql/functions.sql), so both end
+# the same (test/t/006_upgrade.pl compares them).  0.1.0's install script
+# is kept as shipped, for upgrades.  When a later version starts, commit
+# the built upgrade scripts of this one as they are.
+DATA = sql/eventstore--0.1.0.sql
+DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql sql/$(EXTENSION)--0.1.0--$(EXTVERSION).sql
+
+SQL_GUARD = \\echo Use "CREATE EXTENSION eventstore" to load this file. \\quit
+
+sql/$(EXTENSION)--$(EXTVERSION).sql: sql/schema.sql sql/functions.sql
+	{ echo '$(SQL_GUARD)'; cat $^; } > $@
+
+sql/$(EXTENSION)--0.1.0--$(EXTVERSION).sql: sql/migrate--0.1.0--$(EXTVERSION).sql sql/functions.sql sql/migrate--0.1.0--$(EXTVERSION).post.sql
+	{ echo '$(SQL_GUARD)'; cat $^; } > $@
 
 TESTS = $(wildcard test/sql/*.sql)
 REGRESS = $(patsubst test/sql/%.sql,%,$(TESTS))
@@ -36,4 +53,9 @@ PGXS := $(shell $(PG_CONFIG) --pgxs)
 # Server headers are third-party code to us: mark them as system headers so
 # builds with -Wextra (see CONTRIBUTING in README.md) report only our code.
 PG_CPPFLAGS = -isystem $(shell $(PG_CONFIG) --includedir-server)
+# Benchmark builds only (make BENCHMARK=1): switches that break a guarantee
+# to measure its cost, such as eventstore.debug_skip_registry.
+ifdef BENCHMARK
+PG_CPPFLAGS += -DEVENTSTORE_BENCHMARK
+endif
 include $(PGXS)

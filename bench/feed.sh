@@ -26,6 +26,8 @@
 #   BENCH_SOURCE=head       or worktree
 BENCH_NAME=feed
 . "$(dirname "$0")/feed/common.sh"
+# a benchmark build: eventstore.debug_skip_registry exists only there
+export BENCHMARK=1
 
 NSTREAMS=${BENCH_STREAMS:-10000}
 PER_STREAM=${BENCH_PER_STREAM:-100}

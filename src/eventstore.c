@@ -12,6 +12,7 @@
 #include "access/xlog.h"
 #include "access/xlog_internal.h"
 #include "miscadmin.h"
+#include "postmaster/postmaster.h"
 #include "port/atomics.h"
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
@@ -32,8 +33,13 @@ PG_MODULE_MAGIC;
 /* eventstore.max_event_size: bytes of data + metadata per event */
 int			es_max_event_size = 1024 * 1024;
 
-/* eventstore.debug_skip_registry: benchmark-only switch */
+#ifdef EVENTSTORE_BENCHMARK
+/* eventstore.debug_skip_registry: benchmark builds only */
 bool		es_debug_skip_registry = false;
+#endif
+
+/* eventstore.reserved_replication_slots: kept free of non-superusers' subscriptions */
+int			es_reserved_replication_slots = 2;
 
 /* true when the library was loaded through shared_preload_libraries */
 bool		es_preloaded = false;
@@ -101,6 +107,7 @@ _PG_init(void)
 							PGC_SUSET,
 							GUC_UNIT_BYTE,
 							NULL, NULL, NULL);
+#ifdef EVENTSTORE_BENCHMARK
 	DefineCustomBoolVariable("eventstore.debug_skip_registry",
 							 "Benchmarks only: appends skip the in-flight registry.",
 							 "Measures the cost of the gap-safe feed.  While on, global "
@@ -110,6 +117,18 @@ _PG_init(void)
 							 PGC_SUSET,
 							 GUC_NOT_IN_SAMPLE,
 							 NULL, NULL, NULL);
+#endif
+	DefineCustomIntVariable("eventstore.reserved_replication_slots",
+							"Replication slots that subscriptions of roles other than superusers leave free.",
+							"create_subscription by a role that is not a superuser fails with "
+							"SQLSTATE 53400 when fewer would be free of max_replication_slots.",
+							&es_reserved_replication_slots,
+							2,
+							0,
+							MAX_BACKENDS,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
 	EsWorkerInit();
 	MarkGUCPrefixReserved("eventstore");
 

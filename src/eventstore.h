@@ -56,7 +56,13 @@ typedef struct EsCatalog
 /* eventstore.c */
 extern int	es_max_event_size;
 extern bool es_preloaded;
+#ifdef EVENTSTORE_BENCHMARK
 extern bool es_debug_skip_registry;
+#else
+/* the switch exists only in benchmark builds (make BENCHMARK=1) */
+#define es_debug_skip_registry false
+#endif
+extern int	es_reserved_replication_slots;
 extern void EsRequirePreloaded(void);
 extern text *EsCategoryOf(text *stream);
 

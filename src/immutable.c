@@ -25,7 +25,7 @@ eventstore_refuse_change(PG_FUNCTION_ARGS)
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("eventstore._refuse_change() must be called as a trigger")));
+				 errmsg("eventstore_internal.refuse_change() must be called as a trigger")));
 
 	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
 		what = "UPDATE";

@@ -2,13 +2,22 @@
  *
  * projection.c
  *	  Calling projection handlers: as the projection's owner, from
- *	  run_projection (eventstore._call_handler) and from the AFTER INSERT
- *	  trigger of inline projections.
+ *	  run_projection and the worker (eventstore_internal.call_handler) and
+ *	  from the AFTER INSERT trigger of inline projections.
  *
- * Handlers run as the role that created the projection, with
- * SECURITY_LOCAL_USERID_CHANGE so they cannot SET ROLE their way back:
- * the SECURITY DEFINER bookkeeping functions never lend the extension
- * owner's rights to user code.
+ * A handler runs as exactly what its projection's owner could do in a
+ * session of its own, whoever triggered it (an appender, run_projection,
+ * the worker):
+ * - as the owner, with SECURITY_LOCAL_USERID_CHANGE, so it cannot SET ROLE
+ *   its way to the caller or back to the extension owner;
+ * - in a security-restricted operation, as PostgreSQL runs index
+ *   expressions during maintenance: it cannot create temporary objects or
+ *   otherwise leave state in a session that is not its owner's;
+ * - with the search_path the projection records (its owner's when it was
+ *   created; the handler's own SET search_path still wins), never the
+ *   triggering session's, and with pg_temp searched last, so an appender
+ *   can plant neither a function nor a temporary table for it to find;
+ * - and every setting it changes is undone when it returns.
  *
  *-------------------------------------------------------------------------
  */
@@ -66,31 +75,39 @@ es_handler_cache(FunctionCallInfo outer, Oid trigger, Oid handler, Oid owner)
 }
 
 /*
- * Call the cached handler with event as its owner, with the session's
- * default search_path (the value RESET would give), not the pinned
- * search_path of the SECURITY DEFINER function that may be calling:
- * handlers name their read-model tables the way their authors' sessions
- * do.  The search_path is only changed when it differs (setting it drops
- * the namespace lookup cache).  On error, the (sub)transaction abort
- * restores it.
+ * The search_path a handler runs with: the projection's, with pg_temp
+ * named last unless it names pg_temp itself (a schema not named is never
+ * searched; pg_temp not named is searched first, for relations).
+ */
+static char *
+es_handler_search_path(const char *path)
+{
+	if (strstr(path, "pg_temp") != NULL)
+		return pstrdup(path);
+	if (path[0] == '\0')
+		return pstrdup("pg_temp");
+	return psprintf("%s, pg_temp", path);
+}
+
+/*
+ * Call the cached handler with event as its owner, in a security-
+ * restricted operation, with search_path (see the file header).  The GUC
+ * nest level is always rolled back: nothing the handler SETs outlives it.
+ * On error, the (sub)transaction abort restores all of it.
  */
 static void
-es_call_as(EsHandlerCache *c, Datum event)
+es_call_as(EsHandlerCache *c, const char *search_path, Datum event)
 {
 	Oid			save_userid;
 	int			save_sec_context;
-	const char *want = GetConfigOptionResetString("search_path");
-	const char *have = GetConfigOption("search_path", false, false);
-	int			nestlevel = -1;
+	int			nestlevel;
 
-	if (want != NULL && (have == NULL || strcmp(want, have) != 0))
-	{
-		nestlevel = NewGUCNestLevel();
-		(void) set_config_option("search_path", want, PGC_USERSET, PGC_S_SESSION,
-								 GUC_ACTION_SAVE, true, 0, false);
-	}
 	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(c->owner, save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+	nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", es_handler_search_path(search_path),
+							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+	SetUserIdAndSecContext(c->owner, save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
 	PG_TRY();
 	{
 		LOCAL_FCINFO(fcinfo, 1);
@@ -106,16 +123,23 @@ es_call_as(EsHandlerCache *c, Datum event)
 		SetUserIdAndSecContext(save_userid, save_sec_context);
 	}
 	PG_END_TRY();
-	if (nestlevel >= 0)
-		AtEOXact_GUC(true, nestlevel);
+	AtEOXact_GUC(false, nestlevel);
 }
 
 PG_FUNCTION_INFO_V1(eventstore_call_handler);
 
 /*
- * SQL: _call_handler(handler, owner, e) -- internal.  It runs a function
- * as any role, so only the extension's owner may call it (that is, the
- * SECURITY DEFINER projection functions and the worker), whatever EXECUTE
+ * The search_path of a handler whose projection recorded none: that of
+ * 0.1.0's objects, still calling this library until ALTER EXTENSION
+ * eventstore UPDATE (which gives their projections this same value).
+ */
+#define ES_DEFAULT_HANDLER_PATH "\"$user\", public"
+
+/*
+ * SQL: eventstore_internal.call_handler(handler, owner, search_path, e),
+ * and 0.1.0's eventstore._call_handler(handler, owner, e).  It runs a
+ * function as any role, so only the extension's owner may call it (that
+ * is, the internal projection functions and the worker), whatever EXECUTE
  * grants say.
  */
 Datum
@@ -128,10 +152,14 @@ eventstore_call_handler(PG_FUNCTION_ARGS)
 #endif
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("permission denied for function eventstore._call_handler"),
+				 errmsg("permission denied for function eventstore_internal.call_handler"),
 				 errdetail("Only the owner of the eventstore extension's objects may call it.")));
-	es_call_as(es_handler_cache(fcinfo, InvalidOid, PG_GETARG_OID(0), PG_GETARG_OID(1)),
-			   PG_GETARG_DATUM(2));
+	if (PG_NARGS() == 3)
+		es_call_as(es_handler_cache(fcinfo, InvalidOid, PG_GETARG_OID(0), PG_GETARG_OID(1)),
+				   ES_DEFAULT_HANDLER_PATH, PG_GETARG_DATUM(2));
+	else
+		es_call_as(es_handler_cache(fcinfo, InvalidOid, PG_GETARG_OID(0), PG_GETARG_OID(1)),
+				   text_to_cstring(PG_GETARG_TEXT_PP(2)), PG_GETARG_DATUM(3));
 	PG_RETURN_VOID();
 }
 
@@ -160,7 +188,8 @@ PG_FUNCTION_INFO_V1(eventstore_inline_projection);
 /*
  * AFTER INSERT FOR EACH ROW trigger of an inline projection.  Arguments:
  * projection name, handler oid, owner oid, stream prefix ('' = any),
- * event types (comma list, '' = any).  A failing handler fails the append.
+ * event types (comma list, '' = any), search_path (absent in 0.1.0's
+ * triggers).  A failing handler fails the append.
  */
 Datum
 eventstore_inline_projection(PG_FUNCTION_ARGS)
@@ -180,11 +209,12 @@ eventstore_inline_projection(PG_FUNCTION_ARGS)
 		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) || !TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("eventstore._inline_projection() must be an AFTER INSERT FOR EACH ROW trigger")));
-	if (trigdata->tg_trigger->tgnargs != 5)
+				 errmsg("eventstore_internal.inline_projection() must be an AFTER INSERT FOR EACH ROW trigger")));
+	/* 6; 5 for a trigger made by 0.1.0, until ALTER EXTENSION UPDATE */
+	if (trigdata->tg_trigger->tgnargs != 6 && trigdata->tg_trigger->tgnargs != 5)
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("eventstore._inline_projection() needs 5 arguments")));
+				 errmsg("eventstore_internal.inline_projection() needs 6 arguments")));
 	args = trigdata->tg_trigger->tgargs;
 
 	row = trigdata->tg_trigtuple;
@@ -218,7 +248,8 @@ eventstore_inline_projection(PG_FUNCTION_ARGS)
 			c = es_handler_cache(fcinfo, trigdata->tg_trigger->tgoid,
 								 DatumGetObjectId(DirectFunctionCall1(oidin, CStringGetDatum(args[1]))),
 								 DatumGetObjectId(DirectFunctionCall1(oidin, CStringGetDatum(args[2]))));
-		es_call_as(c, HeapTupleGetDatum(ev));
+		es_call_as(c, trigdata->tg_trigger->tgnargs == 6 ? args[5] : ES_DEFAULT_HANDLER_PATH,
+				   HeapTupleGetDatum(ev));
 	}
 	return PointerGetDatum(NULL);
 }

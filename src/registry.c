@@ -40,9 +40,11 @@
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
 #include "access/twophase.h"
 #include "access/xlog.h"
 #include "access/xact.h"
+#include "catalog/pg_class.h"
 #include "commands/sequence.h"
 #include "miscadmin.h"
 #include "port/atomics.h"
@@ -50,6 +52,7 @@
 #include "storage/proc.h"
 #include "storage/shmem.h"
 #include "utils/fmgrprotos.h"
+#include "utils/syscache.h"
 
 #include "eventstore.h"
 
@@ -222,17 +225,41 @@ EsAllocatePosition(const EsCatalog *cat)
 	return position;
 }
 
-/* Last position handed out by the sequence, 0 if none ever was. */
+/*
+ * Last position handed out by the sequence, 0 if none ever was.  Read as
+ * the sequence's owner: pg_sequence_last_value checks SELECT on it, and
+ * no application role has (nor needs) a privilege on the sequence.
+ */
 static int64
 es_last_allocated(const EsCatalog *cat)
 {
 	LOCAL_FCINFO(fcinfo, 1);
 	Datum		result;
+	Oid			save_userid;
+	int			save_sec_context;
+	HeapTuple	tup;
+	Oid			owner;
+
+	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(cat->position_seq));
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for relation %u", cat->position_seq);
+	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+	ReleaseSysCache(tup);
 
 	InitFunctionCallInfoData(*fcinfo, NULL, 1, InvalidOid, NULL, NULL);
 	fcinfo->args[0].value = ObjectIdGetDatum(cat->position_seq);
 	fcinfo->args[0].isnull = false;
-	result = pg_sequence_last_value(fcinfo);
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(owner, save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+	PG_TRY();
+	{
+		result = pg_sequence_last_value(fcinfo);
+	}
+	PG_FINALLY();
+	{
+		SetUserIdAndSecContext(save_userid, save_sec_context);
+	}
+	PG_END_TRY();
 	if (fcinfo->isnull)
 		return 0;
 	return DatumGetInt64(result);

@@ -513,7 +513,7 @@ es_worker_report(ErrorData *edata)
 }
 
 /*
- * One batch of one projection (eventstore._worker_run records handler
+ * One batch of one projection (eventstore_internal.worker_run records handler
  * errors itself).  Returns the number of events applied, or -1 after
  * recording an unexpected error (the batch rolled back).
  */
@@ -534,8 +534,8 @@ es_worker_run_one(const char *name, MemoryContext cxt)
 		StartTransactionCommand();
 		SPI_connect();
 		PushActiveSnapshot(GetTransactionSnapshot());
-		pgstat_report_activity(STATE_RUNNING, "eventstore._worker_run");
-		if (SPI_execute_with_args("SELECT eventstore._worker_run($1, $2, $3)", 3, types, values,
+		pgstat_report_activity(STATE_RUNNING, "eventstore_internal.worker_run");
+		if (SPI_execute_with_args("SELECT eventstore_internal.worker_run($1, $2, $3)", 3, types, values,
 								  NULL, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
 			elog(ERROR, "unexpected SPI failure running projection \"%s\"", name);
 		{
@@ -559,7 +559,7 @@ es_worker_run_one(const char *name, MemoryContext cxt)
 			fvalues[0] = values[0];
 			fvalues[1] = CStringGetTextDatum(edata->message ? edata->message : "unknown error");
 			fvalues[2] = Int32GetDatum(es_worker_naptime);
-			es_worker_exec("SELECT eventstore._worker_failed($1, $2, $3)", 3, ftypes, fvalues, NULL);
+			es_worker_exec("SELECT eventstore_internal.worker_failed($1, $2, $3)", 3, ftypes, fvalues, NULL);
 		}
 		FreeErrorData(edata);
 		applied = -1;
@@ -655,7 +655,7 @@ EsDatabaseWorkerMain(Datum arg)
 				List	   *due = NIL;
 				ListCell   *lc;
 
-				es_worker_exec("SELECT eventstore._worker_due()", 0, NULL, NULL, &due);
+				es_worker_exec("SELECT eventstore_internal.worker_due()", 0, NULL, NULL, &due);
 				elog(DEBUG1, "eventstore worker: %d projections due", list_length(due));
 				foreach(lc, due)
 				{

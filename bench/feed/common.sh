@@ -70,7 +70,7 @@ bench_build() {
 # was replaced in between (same inode as right after our install);
 # otherwise undo and try again.
 _es_inodes() { stat -c %i "$(pg_config --pkglibdir)/eventstore.so" \
-                   "$(pg_config --sharedir)/extension/eventstore--0.1.0.sql" 2>/dev/null | tr '\n' ' '; }
+                   "$(pg_config --sharedir)/extension/eventstore--$(sed -n "s/^default_version = '\(.*\)'/\1/p" "$here/eventstore.control").sql" 2>/dev/null | tr '\n' ' '; }
 bench_extension() { # extra psql args (-f file ...) run right after CREATE EXTENSION
     local attempt before
     for attempt in 1 2 3 4 5 6 7 8; do

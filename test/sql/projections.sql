@@ -142,7 +142,8 @@ SELECT throws_ok($$SELECT eventstore.mark_processed('mailer', NULL)$$, '22004', 
 -- ---------------------------------------------------------------------
 -- 4. create_projection's checks.  The handlers of this file record each
 -- event with current_user into a read model.  They name their tables
--- without a schema: they run with the session's default search_path.
+-- without a schema: they run with the search_path of the session that
+-- created the projection.
 CREATE TABLE ledger_rm (event_id uuid NOT NULL UNIQUE, position bigint NOT NULL, stream text NOT NULL,
                         version bigint NOT NULL, type text NOT NULL, who name NOT NULL);
 CREATE FUNCTION ledger_h(e eventstore.event) RETURNS void LANGUAGE plpgsql AS $$
@@ -261,7 +262,7 @@ SELECT lives_ok($$SELECT eventstore.create_projection('fragile', 'fragile_h(even
 SELECT throws_ok($$SELECT eventstore.run_projection('fragile')$$, 'P0001', 'fragile cannot take 20',
     'run_projection fails with the handler''s error');
 SELECT is(eventstore.get_checkpoint('fragile'), 0::bigint, '  and applies nothing');
-SELECT is(eventstore._worker_run('fragile', 1000, 100), 1::bigint, 'the worker''s batch applies the one event before the failing one');
+SELECT is(eventstore_internal.worker_run('fragile', 1000, 100), 1::bigint, 'the worker''s batch applies the one event before the failing one');
 SELECT results_eq($$SELECT position FROM fragile_rm$$, ARRAY[pg_temp.pos('acct-1', 2)], '  acct-1''s first deposit');
 SELECT results_eq(
     $$SELECT checkpoint, lag, last_error, error_count, retry_at > now() FROM eventstore.projections WHERE name = 'fragile'$$,
@@ -269,7 +270,7 @@ SELECT results_eq(
            'fragile cannot take 20'),
     'the view: checkpoint before the failing event, lag, last_error, error_count 1, retry_at in the future');
 SELECT (SELECT retry_at FROM eventstore.projections WHERE name = 'fragile') AS retry1 \gset
-SELECT is(eventstore._worker_run('fragile', 1000, 100), 0::bigint, 'the next batch applies nothing');
+SELECT is(eventstore_internal.worker_run('fragile', 1000, 100), 0::bigint, 'the next batch applies nothing');
 SELECT results_eq($$SELECT checkpoint, error_count FROM eventstore.projections WHERE name = 'fragile'$$,
     format('VALUES (%s::bigint, 2)', pg_temp.pos('acct-1', 2)), '  stays at the failing event, error_count 2');
 SELECT cmp_ok((SELECT retry_at FROM eventstore.projections WHERE name = 'fragile'), '>', :'retry1'::timestamptz,
@@ -278,13 +279,13 @@ CREATE OR REPLACE FUNCTION fragile_h(e eventstore.event) RETURNS void LANGUAGE p
 BEGIN
 	INSERT INTO fragile_rm VALUES (e.event_id, e.global_position);
 END $$;
-SELECT is(eventstore._worker_run('fragile', 1000, 100), 4::bigint, 'after the fix the batch applies the remaining 4 deposits');
+SELECT is(eventstore_internal.worker_run('fragile', 1000, 100), 4::bigint, 'after the fix the batch applies the remaining 4 deposits');
 SELECT results_eq($$SELECT checkpoint, last_error, error_count, retry_at FROM eventstore.projections WHERE name = 'fragile'$$,
     format('VALUES (%s::bigint, NULL::text, 0, NULL::timestamptz)', pg_temp.pos('acct-3', 2)), '  and clears the error');
 SELECT results_eq($$SELECT event_id FROM fragile_rm ORDER BY position$$,
     $$SELECT event_id FROM eventstore.events WHERE event_type = 'Deposited' ORDER BY global_position$$,
     'every deposit is in the read model once, none skipped');
-SELECT lives_ok($$SELECT eventstore._worker_failed('ledger', 'simulated', 100)$$, 'setup: an error recorded on ledger');
+SELECT lives_ok($$SELECT eventstore_internal.worker_failed('ledger', 'simulated', 100)$$, 'setup: an error recorded on ledger');
 SELECT lives_ok($$SELECT eventstore.reset_projection('ledger', 0)$$, 'reset_projection');
 SELECT results_eq($$SELECT last_error, error_count, retry_at FROM eventstore.projections WHERE name = 'ledger'$$,
     $$VALUES (NULL::text, 0, NULL::timestamptz)$$, '  clears the error');
@@ -295,6 +296,8 @@ SELECT results_eq($$SELECT last_error, error_count, retry_at FROM eventstore.pro
 CREATE ROLE regress_es_projowner NOLOGIN;
 GRANT USAGE ON SCHEMA eventstore TO regress_es_projowner;
 GRANT EXECUTE ON FUNCTION eventstore.create_projection(text, regprocedure, text, text, text[]) TO regress_es_projowner;
+-- the privilege to create inline projections (README, Privileges)
+GRANT EXECUTE ON FUNCTION eventstore_internal.inline_projection() TO regress_es_projowner;
 CREATE TABLE owned_rm (event_id uuid NOT NULL, projection text NOT NULL, who name NOT NULL, UNIQUE (event_id, projection));
 GRANT INSERT ON owned_rm TO regress_es_projowner;
 CREATE TABLE forbidden_rm (event_id uuid);
@@ -403,8 +406,8 @@ SELECT is((SELECT count(*) FROM inline_rm WHERE event_id = '00000000-0000-4000-8
 SELECT is((SELECT count(*) FROM deposits_rm WHERE event_id = '00000000-0000-4000-8000-00000000b003'), 1::bigint,
     '  the Deposited projection did');
 
--- The search_path of the session does not matter: handlers run with its
--- default (RESET) value, where inline_rm is found.
+-- The search_path of the appending session does not matter: handlers run
+-- with the one their projection was created with, where inline_rm is found.
 -- (A plain statement: pgTAP itself needs public in the search_path.)
 SET LOCAL search_path = pg_catalog;
 SELECT stream_version AS v_b004 FROM eventstore.append_event('acct-3', 'Deposited', '{"amount": 2}', event_id => '00000000-0000-4000-8000-00000000b004') \gset

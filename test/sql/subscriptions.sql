@@ -37,7 +37,7 @@ SELECT has_function('eventstore', 'ack', ARRAY['text'], 'ack(name)');
 SELECT has_function('eventstore', 'drop_subscription', ARRAY['text'], 'drop_subscription(name)');
 SELECT has_function('eventstore', 'create_publication', ARRAY['text'], 'create_publication(name)');
 SELECT columns_are('eventstore', 'subscriptions',
-                   ARRAY['name', 'stream_prefix', 'event_types', 'from_position', 'checkpoint',
+                   ARRAY['name', 'owner', 'stream_prefix', 'event_types', 'from_position', 'checkpoint',
                          'checkpoint_position', 'recovery_position', 'lag_positions', 'lag_events', 'lag_bytes', 'slot_name',
                          'wal_status', 'slot_active', 'created_at'],
                    'the subscriptions view has its columns');
@@ -156,7 +156,7 @@ SELECT is((SELECT count(*) FROM pg_replication_slots), :slots0::bigint, '  and t
 -- in subtransactions.  A slot created in one that aborts is gone at once.
 DO $$BEGIN
     BEGIN
-        PERFORM eventstore._create_slot('st_internal_sub');
+        PERFORM eventstore_internal.create_slot('st_internal_sub');
         PERFORM 1 / 0;
     EXCEPTION WHEN division_by_zero THEN
         IF EXISTS (SELECT FROM pg_replication_slots WHERE slot_name = 'st_internal_sub') THEN
@@ -171,7 +171,7 @@ SELECT is((SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'st_inter
 DO $$BEGIN
     BEGIN
         BEGIN
-            PERFORM eventstore._create_slot('st_internal_nested');
+            PERFORM eventstore_internal.create_slot('st_internal_nested');
         EXCEPTION WHEN division_by_zero THEN NULL;
         END;
         PERFORM 1 / 0;
@@ -184,11 +184,11 @@ SELECT is((SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'st_inter
 -- drop queued in a subtransaction that aborts is forgotten.
 DO $$BEGIN
     BEGIN
-        PERFORM eventstore._create_slot('st_internal_kept');
+        PERFORM eventstore_internal.create_slot('st_internal_kept');
     EXCEPTION WHEN division_by_zero THEN NULL;
     END;
     BEGIN
-        PERFORM eventstore._drop_slot_at_commit('st_internal_kept');
+        PERFORM eventstore_internal.drop_slot_at_commit('st_internal_kept');
         PERFORM 1 / 0;
     EXCEPTION WHEN division_by_zero THEN NULL;
     END;
@@ -196,7 +196,7 @@ END$$;
 SELECT is((SELECT temporary FROM pg_replication_slots WHERE slot_name = 'st_internal_kept'), false,
           'a slot created in a committed subtransaction is persistent; a drop from an aborted one is forgotten');
 -- Two slots in one statement (no write between them): both persistent.
-SELECT count(eventstore._create_slot(n)) AS created FROM (VALUES ('st_internal_2a'), ('st_internal_2b')) AS v(n) \gset
+SELECT count(eventstore_internal.create_slot(n)) AS created FROM (VALUES ('st_internal_2a'), ('st_internal_2b')) AS v(n) \gset
 SELECT is(ARRAY(SELECT slot_name || ' ' || temporary FROM pg_replication_slots
                  WHERE slot_name::text LIKE 'st\_internal\_%' ORDER BY 1),
           ARRAY['st_internal_2a false', 'st_internal_2b false', 'st_internal_kept false'],
@@ -205,7 +205,7 @@ SELECT is(ARRAY(SELECT slot_name || ' ' || temporary FROM pg_replication_slots
 -- transaction is rolled back.  (create_subscription refuses transaction
 -- blocks, so the slot functions are used here.)
 BEGIN;
-SELECT eventstore._create_slot('st_internal_prep') AS created \gset
+SELECT eventstore_internal.create_slot('st_internal_prep') AS created \gset
 PREPARE TRANSACTION 'st_internal_prep';
 SELECT is(:'SQLSTATE'::text, '0A000', 'PREPARE TRANSACTION after creating a slot is 0A000');
 SELECT count(*) > 0 AS was_prepared FROM pg_prepared_xacts WHERE gid = 'st_internal_prep' \gset
@@ -216,7 +216,7 @@ SELECT is(:'was_prepared'::boolean, false, '  nothing was prepared');
 SELECT is((SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'st_internal_prep'), 0::bigint,
           '  and the slot is gone');
 BEGIN;
-SELECT eventstore._drop_slot_at_commit('st_internal_kept') AS dropped \gset
+SELECT eventstore_internal.drop_slot_at_commit('st_internal_kept') AS dropped \gset
 PREPARE TRANSACTION 'st_internal_prep';
 SELECT is(:'SQLSTATE'::text, '0A000', 'PREPARE TRANSACTION after queueing a slot drop is 0A000');
 SELECT count(*) > 0 AS was_prepared FROM pg_prepared_xacts WHERE gid = 'st_internal_prep' \gset
@@ -225,7 +225,7 @@ ROLLBACK PREPARED 'st_internal_prep';
 \endif
 SELECT is((SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'st_internal_kept'), 1::bigint,
           '  and the slot is kept');
-SELECT count(eventstore._drop_slot_at_commit(slot_name)) AS dropped FROM pg_replication_slots
+SELECT count(eventstore_internal.drop_slot_at_commit(slot_name)) AS dropped FROM pg_replication_slots
  WHERE slot_name::text LIKE 'st\_internal\_%' \gset
 SELECT is((SELECT count(*) FROM pg_replication_slots), :slots0::bigint, 'the test slots are dropped');
 
@@ -238,16 +238,16 @@ GRANT EXECUTE ON FUNCTION eventstore.create_subscription(text, text, text[], big
 SET ROLE st_app;
 SELECT eventstore.create_subscription('st_by_app') AS created \gset
 \set st_create :SQLSTATE
-SELECT eventstore._create_slot('st_internal_app');
+SELECT eventstore_internal.create_slot('st_internal_app');
 \set st_internal_create :SQLSTATE
-SELECT eventstore._drop_slot_at_commit('eventstore_' || :dboid || '_st_by_app');
+SELECT eventstore_internal.drop_slot_at_commit('eventstore_' || :dboid || '_st_by_app');
 \set st_internal_drop :SQLSTATE
 RESET ROLE;
 SELECT is((SELECT wal_status FROM eventstore.subscriptions WHERE name = 'st_by_app'), 'reserved',
           'a role without REPLICATION creates a subscription');
 SELECT is(:'st_create'::text, '00000', '  without an error');
-SELECT is(:'st_internal_create'::text, '42501', '  but cannot call _create_slot');
-SELECT is(:'st_internal_drop'::text, '42501', '  nor _drop_slot_at_commit');
+SELECT is(:'st_internal_create'::text, '42501', '  but cannot call eventstore_internal.create_slot');
+SELECT is(:'st_internal_drop'::text, '42501', '  nor eventstore_internal.drop_slot_at_commit');
 SET ROLE st_app;
 SELECT eventstore.drop_subscription('st_by_app') AS dropped \gset
 \set st_drop :SQLSTATE
@@ -602,19 +602,19 @@ ROLLBACK;
 -- 11. restart_lsn follows the acknowledgements.  Every poll decodes from
 -- the slot's restart_lsn, which moves only when decoding passes a
 -- running-transactions record; PostgreSQL logs one every 15 s (bgwriter) or
--- at a checkpoint.  poll logs one itself (eventstore._log_running_xacts)
+-- at a checkpoint.  poll logs one itself (eventstore_internal.log_running_xacts)
 -- when restart_lsn trails confirmed_flush_lsn by more than 256 kB, and the
 -- next polls' advance applies it.  60 cycles of ~45 kB of appends + poll +
 -- ack (~2.7 MB) in ~2 s: restart_lsn moves every few cycles and never
 -- trails by much more than 256 kB plus a few cycles; without the records
 -- it would stay put (or move once, if the bgwriter's record fell inside).
-SELECT function_privs_are('eventstore', '_log_running_xacts', ARRAY['name'], 'public', ARRAY[]::name[],
-                          'PUBLIC cannot execute _log_running_xacts');
-SELECT is(eventstore._log_running_xacts('no_such_slot'), NULL, '_log_running_xacts of an unknown slot logs nothing');
+SELECT function_privs_are('eventstore_internal', 'log_running_xacts', ARRAY['name'], 'public', ARRAY[]::name[],
+                          'PUBLIC cannot execute log_running_xacts');
+SELECT is(eventstore_internal.log_running_xacts('no_such_slot'), NULL, 'log_running_xacts of an unknown slot logs nothing');
 SELECT eventstore.create_subscription('st_restart', stream_prefix => 'subrestart-') AS created \gset
 SELECT slot_name AS restart_slot FROM eventstore.subscription WHERE name = 'st_restart' \gset
 SELECT restart_lsn AS restart0 FROM pg_replication_slots WHERE slot_name = :'restart_slot' \gset
-SELECT is(eventstore._log_running_xacts(:'restart_slot'), NULL, '_log_running_xacts of a slot that does not lag logs nothing');
+SELECT is(eventstore_internal.log_running_xacts(:'restart_slot'), NULL, 'log_running_xacts of a slot that does not lag logs nothing');
 CREATE TEMP TABLE restart_log (cycle int, polled bigint, restart_lsn pg_lsn, confirmed pg_lsn);
 DO $$
 DECLARE

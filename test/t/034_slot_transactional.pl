@@ -78,7 +78,7 @@ DO $$BEGIN
     COMMIT;
     PERFORM eventstore.create_subscription('two');
 END$$;
-SELECT count(eventstore._create_slot(n)) FROM (VALUES ('plain_a'), ('plain_b')) AS v(n);
+SELECT count(eventstore_internal.create_slot(n)) FROM (VALUES ('plain_a'), ('plain_b')) AS v(n);
 });
 is(subscriptions(), 'one reserved,two reserved', 'a DO block that commits in between created two subscriptions');
 is(slots('eventstore%'), slot_of('one') . ' false,' . slot_of('two') . ' false', '  with persistent slots');
@@ -181,7 +181,7 @@ sub check_pending_gone
 	my $holder = $node->background_psql('postgres');
 	$holder->query_safe("SELECT FROM pg_create_logical_replication_slot('held', 'eventstore', true)");
 	my ($ret, $stdout, $stderr) = $node->psql('postgres',
-		"SELECT eventstore._create_slot('made_then_undone'), eventstore._drop_slot_at_commit('held')");
+		"SELECT eventstore_internal.create_slot('made_then_undone'), eventstore_internal.drop_slot_at_commit('held')");
 	like($stderr, qr/replication slot "held" is active for PID/,
 		'a queued drop of a slot another session holds fails at commit');
 	is(slots('made_then_undone'), '', '  before anything is done: the slot the transaction created is gone too');

@@ -1,4 +1,4 @@
-# eventstore._log_running_xacts (called by poll): for a slot whose
+# eventstore_internal.log_running_xacts (called by poll): for a slot whose
 # restart_lsn trails its confirmed position by more than 256 kB it logs a
 # running-transactions record, flushed, and returns its LSN -- but at most
 # one per 128 kB of WAL for the whole server: an immediate second call, for
@@ -50,9 +50,9 @@ SELECT FROM pg_replication_slot_advance('lag_b', pg_current_wal_lsn());
 });
 	# the three calls in one statement: no WAL is written between them
 	($first, $second, $other) = split /\|/, $node->safe_psql('postgres', q{
-SELECT coalesce(eventstore._log_running_xacts('lag_a')::text, ''),
-       coalesce(eventstore._log_running_xacts('lag_a')::text, ''),
-       coalesce(eventstore._log_running_xacts('lag_b')::text, '')
+SELECT coalesce(eventstore_internal.log_running_xacts('lag_a')::text, ''),
+       coalesce(eventstore_internal.log_running_xacts('lag_a')::text, ''),
+       coalesce(eventstore_internal.log_running_xacts('lag_b')::text, '')
 }), -1;
 	note "attempt $attempt: '$first' '$second' '$other'";
 	last if $first ne '';
@@ -65,7 +65,7 @@ is($other, '', '  nor one for another lagging slot: the limit is for the whole s
 
 generate('more');
 isnt($node->safe_psql('postgres',
-		"SELECT coalesce(eventstore._log_running_xacts('lag_b')::text, '')"),
+		"SELECT coalesce(eventstore_internal.log_running_xacts('lag_b')::text, '')"),
 	'', 'after more than 128 kB of WAL a lagging slot gets a record again');
 
 $node->safe_psql('postgres',

@@ -91,7 +91,7 @@ ok($node->poll_query_until('app2', $applied_all), '  which applies the event app
 my $w2 = worker_pid('app2');
 my $drop = $node->background_psql('app2');
 $drop->query_safe('SET client_min_messages = warning; BEGIN; DROP EXTENSION eventstore CASCADE;');
-$node->safe_psql('app2', 'SELECT eventstore._wake_worker()');
+$node->safe_psql('app2', 'SELECT eventstore_internal.wake_worker()');
 my $waits = '';
 for (1 .. 100)
 {

@@ -15,7 +15,7 @@ use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 
-our @EXPORT = qw(eventstore_node wait_backend_gone start_psql_script);
+our @EXPORT = qw(eventstore_node wait_backend_gone start_psql_script readme_block);
 
 # eventstore_node(name, extra postgresql.conf text or undef, init options)
 sub eventstore_node
@@ -60,6 +60,18 @@ sub start_psql_script
 		],
 		'<', \undef, '>', \$run{out}, '2>', \$run{err});
 	return \%run;
+}
+
+# The SQL block of README.md that follows the line "<!-- test: NAME -->",
+# as written there: tests run the README's own text.
+sub readme_block
+{
+	my ($name) = @_;
+	my $readme = slurp_file('README.md');
+
+	$readme =~ /^<!-- test: \Q$name\E -->\n```sql\n(.*?)^```$/ms
+	  or die "README.md has no block <!-- test: $name -->";
+	return $1;
 }
 
 1;

@@ -4,7 +4,38 @@
 -- and EXECUTE on the functions, and then appends and reads through them
 -- without any privilege on the table or the sequence.
 BEGIN;
-SELECT plan(30);
+-- every function, relation and schema of the extension is listed below
+SELECT count(*) AS n_functions FROM pg_proc AS p JOIN pg_namespace AS n ON n.oid = p.pronamespace
+ WHERE n.nspname IN ('eventstore', 'eventstore_internal') \gset
+SELECT count(*) AS n_relations FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
+ WHERE n.nspname IN ('eventstore', 'eventstore_internal') AND c.relkind IN ('r', 'v', 'S', 'm', 'f', 'p') \gset
+SELECT plan(30 + 4 + :n_functions + :n_relations);
+
+-- What PUBLIC gets, object by object (README, Privileges): EXECUTE on
+-- category() and consumer_group_member(), nothing else.
+SELECT function_privs_are(n.nspname, p.proname, string_to_array(oidvectortypes(p.proargtypes), ', '), 'public',
+                          CASE WHEN (n.nspname, p.proname) IN (('eventstore', 'category'), ('eventstore', 'consumer_group_member'))
+                               THEN ARRAY['EXECUTE'] ELSE ARRAY[]::text[] END,
+                          format('PUBLIC privileges on %s', p.oid::regprocedure))
+  FROM pg_proc AS p JOIN pg_namespace AS n ON n.oid = p.pronamespace
+ WHERE n.nspname IN ('eventstore', 'eventstore_internal')
+ ORDER BY p.oid::regprocedure::text COLLATE "C";
+SELECT CASE c.relkind WHEN 'S' THEN sequence_privs_are(n.nspname, c.relname, 'public', ARRAY[]::text[],
+                                                       format('PUBLIC has no privilege on sequence %s', c.oid::regclass))
+                      ELSE table_privs_are(n.nspname, c.relname, 'public', ARRAY[]::text[],
+                                           format('PUBLIC has no privilege on %s', c.oid::regclass)) END
+  FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
+ WHERE n.nspname IN ('eventstore', 'eventstore_internal') AND c.relkind IN ('r', 'v', 'S', 'm', 'f', 'p')
+ ORDER BY c.oid::regclass::text COLLATE "C";
+SELECT schema_privs_are('eventstore', 'public', ARRAY[]::text[], 'PUBLIC has no privilege on schema eventstore');
+SELECT schema_privs_are('eventstore_internal', 'public', ARRAY[]::text[], 'PUBLIC has no privilege on schema eventstore_internal');
+SELECT is((SELECT count(*) FROM pg_proc AS p JOIN pg_namespace AS n ON n.oid = p.pronamespace
+            WHERE n.nspname = 'eventstore' AND p.proname LIKE '\_%'), 0::bigint,
+          'no internal (_-prefixed) function is left in schema eventstore');
+SELECT is((SELECT count(*) FROM pg_proc AS p JOIN pg_namespace AS n ON n.oid = p.pronamespace
+            WHERE n.nspname = 'eventstore' AND p.prosecdef
+              AND NOT EXISTS (SELECT FROM unnest(p.proconfig) AS c WHERE c LIKE 'search\_path=%')), 0::bigint,
+          'every SECURITY DEFINER function pins its search_path');
 
 SELECT function_privs_are('eventstore', 'append', ARRAY['text', 'jsonb', 'bigint'], 'public', ARRAY[]::name[],
     'PUBLIC cannot execute append');

@@ -139,6 +139,7 @@ _PG_init(void)
 	MarkGUCPrefixReserved("eventstore");
 
 	EsCatalogRegisterCallbacks();
+	EsSlotRegisterHooks();
 
 	if (!process_shared_preload_libraries_in_progress)
 		return;

@@ -95,6 +95,7 @@ typedef struct EsSlotInfo
 	XLogRecPtr	confirmed_flush;
 } EsSlotInfo;
 extern bool EsSlotLookup(const char *name, EsSlotInfo *info);
+extern void EsSlotRegisterHooks(void);
 
 /* worker.c */
 extern Size EsWorkerShmemSize(void);

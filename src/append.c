@@ -38,6 +38,7 @@
 #endif
 
 #include "eventstore.h"
+#include "jsonwrite.h"
 
 /* One event of an append, validated. */
 typedef struct EsNewEvent
@@ -101,11 +102,26 @@ es_check_event_type(text *type, int index)
 						   ES_MAX_EVENT_TYPE, len)));
 }
 
-/* Validate metadata (an object) and the event's size. */
+/*
+ * Validate metadata (an object) and the event's size and depth, so that
+ * every event stored can be delivered by every path: the read functions,
+ * projections, the output plugin (whose line holds data and metadata as
+ * JSON text) and poll (which parses that line back with ::jsonb).  Three
+ * limits, each 54000: the stored size (eventstore.max_event_size); the
+ * nesting depth (eventstore.max_event_depth), since parsing JSON back
+ * recurses per level and would overflow the stack; and the size as JSON
+ * text, at most ES_EVENT_TEXT_FACTOR times the size limit -- every string
+ * fits that however it is escaped, only numbers with huge exponents (tiny
+ * stored, huge as text) can exceed it.  The checks walk the stored form
+ * without recursion (EsJsonbMeasure).
+ */
 static void
 es_check_payload(Jsonb *data, Jsonb *metadata, int index)
 {
 	Size		size;
+	Size		max_text = (Size) es_max_event_size * ES_EVENT_TEXT_FACTOR;
+	Size		data_text;
+	Size		metadata_text;
 
 	if (JB_ROOT_IS_SCALAR(metadata) || !JB_ROOT_IS_OBJECT(metadata))
 		ereport(ERROR,
@@ -119,6 +135,23 @@ es_check_payload(Jsonb *data, Jsonb *metadata, int index)
 				 errdetail("Its data and metadata take %zu bytes; the limit is %d bytes.",
 						   size, es_max_event_size),
 				 errhint("Raise \"eventstore.max_event_size\" or store large payloads elsewhere.")));
+
+	if (!EsJsonbMeasure(data, es_max_event_depth, max_text, &data_text) ||
+		!EsJsonbMeasure(metadata, es_max_event_depth, max_text, &metadata_text))
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("event %d is nested too deeply", index),
+				 errdetail("Its data or metadata nests arrays and objects more than %d levels deep.",
+						   es_max_event_depth),
+				 errhint("Flatten the payload, or raise \"eventstore.max_event_depth\" (at most %d).",
+						 ES_MAX_EVENT_DEPTH_LIMIT)));
+	if (data_text + metadata_text > max_text)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("event %d is too large as JSON text", index),
+				 errdetail("Its data and metadata can take more than %zu bytes as JSON text, %d times \"eventstore.max_event_size\".",
+						   max_text, ES_EVENT_TEXT_FACTOR),
+				 errhint("Numbers with large exponents are short when stored but long as text (1e100000 has 100,001 digits): store them as strings.")));
 }
 
 /* Convert a JSON string value to a text, for messages and for storage. */

@@ -5,7 +5,8 @@
  *	  and indexes, so hot paths do no name lookups.
  *
  * The cache is dropped on any relcache invalidation of a cached relation
- * (DROP/CREATE EXTENSION, ALTER, REINDEX ...) and rebuilt on next use.
+ * (DROP/CREATE EXTENSION, ALTER, REINDEX ...) or syscache invalidation of
+ * the composite type eventstore.event, and rebuilt on next use.
  *
  *-------------------------------------------------------------------------
  */
@@ -21,6 +22,7 @@
 
 static EsCatalog es_catalog;
 static bool es_catalog_valid = false;
+static uint32 es_catalog_type_hash;	/* TYPEOID hash of es_catalog.event_type */
 
 /* Forget the cached OIDs when one of our relations changes. */
 static void
@@ -35,7 +37,21 @@ es_catalog_invalidate(Datum arg pg_attribute_unused(), Oid relid)
 		relid == es_catalog.stream_idx ||
 		relid == es_catalog.event_id_idx ||
 		relid == es_catalog.category_idx ||
-		relid == es_catalog.type_idx)
+		relid == es_catalog.type_idx ||
+		relid == es_catalog.subscription ||
+		relid == es_catalog.subscription_slot_idx)
+		es_catalog_valid = false;
+}
+
+/*
+ * Forget the cached OIDs when the type eventstore.event changes or goes
+ * (hashvalue 0: every entry of the cache).
+ */
+static void
+es_catalog_type_invalidate(Datum arg pg_attribute_unused(),
+						   int cacheid pg_attribute_unused(), uint32 hashvalue)
+{
+	if (es_catalog_valid && (hashvalue == 0 || hashvalue == es_catalog_type_hash))
 		es_catalog_valid = false;
 }
 
@@ -44,6 +60,7 @@ void
 EsCatalogRegisterCallbacks(void)
 {
 	CacheRegisterRelcacheCallback(es_catalog_invalidate, (Datum) 0);
+	CacheRegisterSyscacheCallback(TYPEOID, es_catalog_type_invalidate, (Datum) 0);
 }
 
 /* Look up one relation of the schema, failing clearly if it is missing. */
@@ -100,6 +117,7 @@ EsGetCatalog(void)
 				 errhint("Reinstall the extension: DROP EXTENSION eventstore; CREATE EXTENSION eventstore;")));
 
 	es_catalog = c;
+	es_catalog_type_hash = GetSysCacheHashValue1(TYPEOID, ObjectIdGetDatum(c.event_type));
 	es_catalog_valid = true;
 	return &es_catalog;
 }

@@ -32,6 +32,7 @@
 #include "replication/output_plugin.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
+#include "utils/inval.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
@@ -66,10 +67,20 @@ typedef struct EsDecoder
 typedef struct EsRelEntry
 {
 	Oid			relid;
+	bool		valid;			/* false: look it up again */
 	bool		is_events;
 } EsRelEntry;
 
 void		_PG_output_plugin_init(OutputPluginCallbacks *cb);
+
+/*
+ * The decoder whose relation cache the relcache callback maintains: the one
+ * decoding in this process (a backend or walsender decodes one slot at a
+ * time), or NULL.  The callback is registered once per process, as
+ * pgoutput's is: PostgreSQL allows only a few and never unregisters them.
+ */
+static EsDecoder *es_active_decoder = NULL;
+static bool es_relcache_callback_registered = false;
 
 /*
  * Split a comma-separated option value into a list of non-empty items,
@@ -107,6 +118,53 @@ es_parse_list(DefElem *opt)
 	return items;
 }
 
+/*
+ * Relcache invalidation: forget what is known about the relation (all of
+ * them for InvalidOid).  Decoding executes the invalidations of each
+ * decoded transaction that changed the catalogs, so a relation renamed,
+ * moved to another schema, or dropped and its OID reused, is looked up
+ * again under the catalog snapshot of the changes that follow; without
+ * this, an insert into eventstore.events renamed away would still be
+ * decoded as an event (test/t/037).  Only marks entries: no catalog
+ * access, no error.
+ */
+static void
+es_relcache_invalidate(Datum arg pg_attribute_unused(), Oid relid)
+{
+	EsDecoder  *d = es_active_decoder;
+
+	if (d == NULL || d->relcache == NULL)
+		return;
+	if (relid == InvalidOid)
+	{
+		HASH_SEQ_STATUS status;
+		EsRelEntry *e;
+
+		hash_seq_init(&status, d->relcache);
+		while ((e = hash_seq_search(&status)) != NULL)
+			e->valid = false;
+	}
+	else
+	{
+		EsRelEntry *e = hash_search(d->relcache, &relid, HASH_FIND, NULL);
+
+		if (e != NULL)
+			e->valid = false;
+	}
+	d->last_relid = InvalidOid;
+}
+
+/*
+ * The decoding context's memory goes away (normal end or error): the
+ * callback must no longer reach this decoder.
+ */
+static void
+es_decoder_reset_cb(void *arg)
+{
+	if (es_active_decoder == (EsDecoder *) arg)
+		es_active_decoder = NULL;
+}
+
 /* Parse the options; textual output. */
 static void
 es_startup(LogicalDecodingContext *ctx, OutputPluginOptions *opt,
@@ -123,6 +181,22 @@ es_startup(LogicalDecodingContext *ctx, OutputPluginOptions *opt,
 	hctl.hcxt = ctx->context;
 	d->relcache = hash_create("eventstore decoder relations", 16, &hctl,
 							  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	d->last_relid = InvalidOid;
+
+	if (!es_relcache_callback_registered)
+	{
+		CacheRegisterRelcacheCallback(es_relcache_invalidate, (Datum) 0);
+		es_relcache_callback_registered = true;
+	}
+	{
+		MemoryContextCallback *mcb = MemoryContextAlloc(ctx->context,
+														sizeof(MemoryContextCallback));
+
+		mcb->func = es_decoder_reset_cb;
+		mcb->arg = d;
+		MemoryContextRegisterResetCallback(ctx->context, mcb);
+	}
+	es_active_decoder = d;
 
 	foreach(lc, ctx->output_plugin_options)
 	{
@@ -164,10 +238,12 @@ es_startup(LogicalDecodingContext *ctx, OutputPluginOptions *opt,
 	opt->receive_rewrites = false;
 }
 
-/* Nothing to release: everything lives in ctx->context. */
+/* Everything lives in ctx->context; only detach from the callback. */
 static void
-es_shutdown(LogicalDecodingContext *ctx pg_attribute_unused())
+es_shutdown(LogicalDecodingContext *ctx)
 {
+	if (es_active_decoder == ctx->output_plugin_private)
+		es_active_decoder = NULL;
 }
 
 /* A transaction starts: restart its event count. */
@@ -201,7 +277,10 @@ es_commit(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 		OutputPluginUpdateProgress(ctx, true);
 }
 
-/* Is rel eventstore.events?  One catalog lookup per relation, ever. */
+/*
+ * Is rel eventstore.events?  One catalog lookup per relation, until a
+ * relcache invalidation of that relation (es_relcache_invalidate).
+ */
 static bool
 es_is_events_rel(EsDecoder *d, Relation rel)
 {
@@ -213,13 +292,14 @@ es_is_events_rel(EsDecoder *d, Relation rel)
 		return d->last_is_events;
 	e = hash_search(d->relcache, &relid, HASH_ENTER, &found);
 
-	if (!found)
+	if (!found || !e->valid)
 	{
 		char	   *nsp = get_namespace_name(RelationGetNamespace(rel));
 
 		e->is_events = nsp != NULL && strcmp(nsp, "eventstore") == 0 &&
 			strcmp(RelationGetRelationName(rel), "events") == 0 &&
 			RelationGetDescr(rel)->natts >= ES_NUM_EVENT_COLS;
+		e->valid = true;
 	}
 	d->last_relid = relid;
 	d->last_is_events = e->is_events;

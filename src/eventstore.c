@@ -33,6 +33,9 @@ PG_MODULE_MAGIC;
 /* eventstore.max_event_size: bytes of data + metadata per event */
 int			es_max_event_size = 1024 * 1024;
 
+/* eventstore.max_event_depth: nesting of arrays and objects per event */
+int			es_max_event_depth = 100;
+
 #ifdef EVENTSTORE_BENCHMARK
 /* eventstore.debug_skip_registry: benchmark builds only */
 bool		es_debug_skip_registry = false;
@@ -103,9 +106,31 @@ _PG_init(void)
 							&es_max_event_size,
 							1024 * 1024,
 							1024,
-							MaxAllocSize / 2,
+							ES_MAX_EVENT_SIZE_LIMIT,
 							PGC_SUSET,
 							GUC_UNIT_BYTE,
+							NULL, NULL, NULL);
+
+	/*
+	 * The limits are what every delivery path can carry.  The output
+	 * plugin's line of an event holds its data and metadata as JSON text,
+	 * up to ES_EVENT_TEXT_FACTOR times as large as stored (a control
+	 * character is stored as one byte and written as \u00XX), and a line
+	 * is one text datum, at most 1 GB; poll parses it back into a jsonb
+	 * whose containers hold at most 256 MB.  128 MB leaves room for both.
+	 * Parsing JSON recurses once per level: 1000 levels take well under
+	 * the default max_stack_depth from inside poll's PL/pgSQL, and 100,
+	 * the default, is what common JSON parsers of consumers accept.
+	 */
+	DefineCustomIntVariable("eventstore.max_event_depth",
+							"Deepest accepted nesting of arrays and objects in an event's data or metadata.",
+							"Appends of a deeper event fail with SQLSTATE 54000.",
+							&es_max_event_depth,
+							100,
+							1,
+							ES_MAX_EVENT_DEPTH_LIMIT,
+							PGC_SUSET,
+							0,
 							NULL, NULL, NULL);
 #ifdef EVENTSTORE_BENCHMARK
 	DefineCustomBoolVariable("eventstore.debug_skip_registry",
@@ -133,6 +158,7 @@ _PG_init(void)
 	MarkGUCPrefixReserved("eventstore");
 
 	EsCatalogRegisterCallbacks();
+	EsSlotRegisterHooks();
 
 	if (!process_shared_preload_libraries_in_progress)
 		return;

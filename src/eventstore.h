@@ -53,8 +53,22 @@ typedef struct EsCatalog
 	Oid			subscription_slot_idx;	/* (slot_name) */
 } EsCatalog;
 
+/*
+ * Limits of eventstore.max_event_size and eventstore.max_event_depth: the
+ * largest and deepest events every delivery path can carry (eventstore.c).
+ */
+#define ES_MAX_EVENT_SIZE_LIMIT		(128 * 1024 * 1024)
+#define ES_MAX_EVENT_DEPTH_LIMIT	1000
+
+/*
+ * The JSON text of an event's data and metadata, every string escaped, may
+ * take at most this many times eventstore.max_event_size (append.c).
+ */
+#define ES_EVENT_TEXT_FACTOR		6
+
 /* eventstore.c */
 extern int	es_max_event_size;
+extern int	es_max_event_depth;
 extern bool es_preloaded;
 #ifdef EVENTSTORE_BENCHMARK
 extern bool es_debug_skip_registry;
@@ -87,6 +101,7 @@ typedef struct EsSlotInfo
 	XLogRecPtr	confirmed_flush;
 } EsSlotInfo;
 extern bool EsSlotLookup(const char *name, EsSlotInfo *info);
+extern void EsSlotRegisterHooks(void);
 
 /* worker.c */
 extern Size EsWorkerShmemSize(void);

@@ -27,6 +27,9 @@
 #include "utils/numeric.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
+#if PG_VERSION_NUM >= 160000
+#include "varatt.h"
+#endif
 
 #include "eventstore.h"
 #include "jsonwrite.h"
@@ -368,4 +371,141 @@ EsJsonTimestamptz(StringInfo out, TimestampTz ts)
 		*p = '\0';
 		out->len = p - out->data;
 	}
+}
+
+/*
+ * An upper bound of the length of numeric_out's text of a number stored in
+ * a jsonb value, read from its header alone.  The header is part of
+ * numeric's on-disk format (utils/adt/numeric.c), which pg_upgrade keeps
+ * readable and so cannot change: after the varlena header, one uint16 that
+ * is either a short header (top bits 10: display scale in bits 7-12, weight
+ * in bits 0-6 with bit 6 its sign) or the first word of a long one (top bit
+ * 0: display scale in bits 0-13, followed by an int16 weight); top bits 11
+ * mark NaN and the infinities, which jsonb never stores.  numeric_out
+ * writes a sign, at most 4 digits per base-10000 digit before the point
+ * (a single 0 when the weight is negative), the point and dscale digits.
+ * This matters because the stored form can be tiny for a huge text:
+ * 1e100000 takes 8 bytes and has 100,001 characters.
+ */
+static Size
+es_numeric_text_bound(const char *num)
+{
+	const char *p = VARDATA_ANY(num);
+	uint16		head;
+	int			weight;
+	int			dscale;
+
+	memcpy(&head, p, sizeof(head));
+	if ((head & 0xC000) == 0xC000)
+		return sizeof("-Infinity") - 1;
+	if (head & 0x8000)
+	{
+		dscale = (head & 0x1F80) >> 7;
+		weight = (head & 0x0040) ? (int) (head & 0x003F) - 64 : (int) (head & 0x003F);
+	}
+	else
+	{
+		int16		w;
+
+		memcpy(&w, p + sizeof(head), sizeof(w));
+		dscale = head & 0x3FFF;
+		weight = w;
+	}
+	return 2 + (Size) Max(weight + 1, 1) * 4 + dscale;
+}
+
+/* One open container of EsJsonbMeasure's walk. */
+typedef struct EsMeasureFrame
+{
+	const JsonbContainer *jc;
+	const char *base;			/* where its entries' data starts */
+	uint32		nentries;		/* keys and values, or elements */
+	uint32		next;			/* the next entry to look at */
+	uint32		offset;			/* where that entry's data starts */
+} EsMeasureFrame;
+
+/* Enter container jc: fill frame, and count its brackets and separators. */
+static void
+es_measure_enter(EsMeasureFrame *f, const JsonbContainer *jc, Size *bound)
+{
+	uint32		count = jc->header & JB_CMASK;
+	bool		object = (jc->header & JB_FOBJECT) != 0;
+
+	f->jc = jc;
+	f->nentries = object ? count * 2 : count;
+	f->base = (const char *) &jc->children[f->nentries];
+	f->next = 0;
+	f->offset = 0;
+	/* "[" "]" or "{" "}", ", " between items, ": " after each key */
+	*bound += 2 + (Size) count * (object ? 4 : 2);
+}
+
+/*
+ * Measure a jsonb value without recursion, so that no depth can overflow
+ * the stack: return false as soon as containers nest deeper than
+ * max_depth (a scalar has depth 0, [] and {} depth 1), else true with
+ * *bound set to an upper bound of the length of its JSON text as
+ * EsJsonJsonb and jsonb_out write it, strings fully escaped (six bytes per
+ * byte).  Appends check both, so that every event stored can be written
+ * by the output plugin and parsed back by poll (see es_check_payload in
+ * append.c).  Stops early once *bound exceeds max_bound (returning true),
+ * so a value whose text would be huge costs no more than one that fits.
+ */
+bool
+EsJsonbMeasure(const Jsonb *jb, int max_depth, Size max_bound, Size *bound)
+{
+	int			root_depth = JB_ROOT_IS_SCALAR(jb) ? 0 : 1;
+	EsMeasureFrame *stack;
+	int			top = 0;		/* the innermost open container */
+
+	*bound = 0;
+	if (root_depth > max_depth)
+		return false;
+	stack = palloc(sizeof(EsMeasureFrame) * (max_depth + 1));
+	es_measure_enter(&stack[0], &jb->root, bound);
+	if (root_depth == 0)
+		*bound -= 2;			/* a scalar is written without brackets */
+
+	while (top >= 0 && *bound <= max_bound)
+	{
+		EsMeasureFrame *f = &stack[top];
+		JEntry		entry;
+		uint32		start;
+
+		if (f->next >= f->nentries)
+		{
+			top--;
+			continue;
+		}
+		entry = f->jc->children[f->next];
+		start = f->offset;
+		f->offset = es_jentry_end(entry, start);
+		f->next++;
+
+		switch (entry & JENTRY_TYPEMASK)
+		{
+			case JENTRY_ISSTRING:
+				*bound += 2 + (Size) 6 * (f->offset - start);
+				break;
+			case JENTRY_ISNUMERIC:
+				*bound += es_numeric_text_bound(f->base + INTALIGN(start));
+				break;
+			case JENTRY_ISCONTAINER:
+				if (root_depth + top + 1 > max_depth)
+				{
+					pfree(stack);
+					return false;
+				}
+				top++;
+				es_measure_enter(&stack[top],
+								 (const JsonbContainer *) (f->base + INTALIGN(start)),
+								 bound);
+				break;
+			default:			/* true, false, null */
+				*bound += 5;
+				break;
+		}
+	}
+	pfree(stack);
+	return true;
 }

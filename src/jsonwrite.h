@@ -44,5 +44,7 @@ extern void EsAppendInt64(StringInfo out, int64 value);
 extern void EsJsonUuid(StringInfo out, const pg_uuid_t *uuid);
 extern void EsJsonLsn(StringInfo out, XLogRecPtr lsn);
 extern void EsJsonTimestamptz(StringInfo out, TimestampTz ts);
+extern bool EsJsonbMeasure(const Jsonb *jb, int max_depth, Size max_bound,
+						   Size *bound);
 
 #endif							/* EVENTSTORE_JSONWRITE_H */

@@ -17,6 +17,10 @@
  *	 the top-level transaction commits.  An error there aborts the
  *	 transaction, so the row deletion rolls back with it.  A drop queued in
  *	 a subtransaction that aborts is forgotten.
+ * - Dropping the table eventstore.subscription (DROP EXTENSION) queues the
+ *	 drop of every subscription's slot the same way (an object_access_hook
+ *	 reads the slot names just before the table goes), as DROP SUBSCRIPTION
+ *	 drops its slot: no slot is left holding WAL with nothing that names it.
  *
  * What PostgreSQL 15 itself does with a backend's temporary slots (its
  * sources, and the call sequence in the 15.20 binary): PostgresMain's error
@@ -71,6 +75,9 @@
 #include "access/xact.h"
 #include "access/xlogreader.h"
 #include "access/xlogutils.h"
+#include "catalog/objectaccess.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_type.h"
 #include "miscadmin.h"
 #include "nodes/pg_list.h"
 #include "replication/logical.h"
@@ -79,6 +86,7 @@
 #include "storage/spin.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 
@@ -537,4 +545,92 @@ eventstore_drop_slot_at_commit(PG_FUNCTION_ARGS)
 	es_slot_register_callbacks();
 	(void) es_slot_queue(ES_SLOT_DROP, name);
 	PG_RETURN_VOID();
+}
+
+static object_access_hook_type es_prev_object_access_hook = NULL;
+
+/*
+ * Is relid the table eventstore.subscription?  By name, not through the
+ * catalog cache: during DROP EXTENSION the other objects it caches may be
+ * gone already.
+ */
+static bool
+es_slot_is_subscription_table(Oid relid)
+{
+	char	   *relname;
+	char	   *nspname;
+
+	if (get_rel_relkind(relid) != RELKIND_RELATION)
+		return false;
+	relname = get_rel_name(relid);
+	if (relname == NULL || strcmp(relname, "subscription") != 0)
+		return false;
+	nspname = get_namespace_name(get_rel_namespace(relid));
+	return nspname != NULL && strcmp(nspname, "eventstore") == 0;
+}
+
+/*
+ * Queue, for this transaction's commit, the drop of the slot of every
+ * subscription in the table relid, which is about to be dropped.  Rows are
+ * read with a fresh snapshot: the drop holds the table's AccessExclusiveLock,
+ * so every subscription committed before it, and those of this transaction,
+ * are seen.  A rollback of the drop forgets the queued drops (see the
+ * subtransaction and transaction callbacks), so the slots stay with their
+ * subscriptions.
+ */
+static void
+es_slot_queue_drops_of(Oid relid)
+{
+	Relation	rel = table_open(relid, AccessShareLock);
+	AttrNumber	attnum = get_attnum(relid, "slot_name");
+	Snapshot	snapshot;
+	TableScanDesc scan;
+	TupleTableSlot *tslot;
+
+	if (attnum == InvalidAttrNumber ||
+		TupleDescAttr(RelationGetDescr(rel), attnum - 1)->atttypid != NAMEOID)
+	{
+		table_close(rel, AccessShareLock);
+		return;
+	}
+	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	scan = table_beginscan(rel, snapshot, 0, NULL);
+	tslot = table_slot_create(rel, NULL);
+	while (table_scan_getnextslot(scan, ForwardScanDirection, tslot))
+	{
+		bool		isnull;
+		Datum		name = slot_getattr(tslot, attnum, &isnull);
+
+		if (isnull || es_slot_find(ES_SLOT_DROP, NameStr(*DatumGetName(name))) != NULL)
+			continue;
+		es_slot_register_callbacks();
+		(void) es_slot_queue(ES_SLOT_DROP, NameStr(*DatumGetName(name)));
+	}
+	ExecDropSingleTupleTableSlot(tslot);
+	table_endscan(scan);
+	UnregisterSnapshot(snapshot);
+	table_close(rel, AccessShareLock);
+}
+
+/*
+ * object_access_hook: just before the table eventstore.subscription is
+ * dropped, queue its subscriptions' slots to be dropped at commit.
+ */
+static void
+es_slot_object_access(ObjectAccessType access, Oid classId, Oid objectId,
+					  int subId, void *arg)
+{
+	if (es_prev_object_access_hook)
+		es_prev_object_access_hook(access, classId, objectId, subId, arg);
+	if (access == OAT_DROP && classId == RelationRelationId && subId == 0 &&
+		es_slot_is_subscription_table(objectId))
+		es_slot_queue_drops_of(objectId);
+}
+
+/* Install the object_access_hook (from _PG_init). */
+void
+EsSlotRegisterHooks(void)
+{
+	es_prev_object_access_hook = object_access_hook;
+	object_access_hook = es_slot_object_access;
 }

@@ -12,7 +12,7 @@
 -- dropped at the end.  Concurrency (the seam under load, commit order
 -- differing from position order) is in test/t/020 and 021.
 SET synchronous_commit = on;
-SELECT plan(178);
+SELECT plan(180);
 
 SELECT count(*) AS slots0 FROM pg_replication_slots \gset
 SELECT oid AS dboid FROM pg_database WHERE datname = current_database() \gset
@@ -615,6 +615,11 @@ SELECT eventstore.create_subscription('st_restart', stream_prefix => 'subrestart
 SELECT slot_name AS restart_slot FROM eventstore.subscription WHERE name = 'st_restart' \gset
 SELECT restart_lsn AS restart0 FROM pg_replication_slots WHERE slot_name = :'restart_slot' \gset
 SELECT is(eventstore_internal.log_running_xacts(:'restart_slot'), NULL, 'log_running_xacts of a slot that does not lag logs nothing');
+-- max_count up to the integer maximum (0.1.0 overflowed its peek window, 22003)
+SELECT is((SELECT count(*) FROM eventstore.poll('st_restart', 2147483647)), 0::bigint,
+          'poll with max_count 2147483647');
+SELECT is((SELECT count(*) FROM eventstore.poll('st_restart', 1073741824)), 0::bigint,
+          'poll with max_count 1073741824');
 CREATE TEMP TABLE restart_log (cycle int, polled bigint, restart_lsn pg_lsn, confirmed pg_lsn);
 DO $$
 DECLARE

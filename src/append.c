@@ -429,7 +429,8 @@ es_check_retry(const EsCatalog *cat, text *stream, EsNewEvent *events, int n,
  * Insert the events at versions current+1.. with fresh global positions,
  * through ExecSimpleRelationInsert so every index, constraint and
  * trigger of the table is maintained.  A unique violation on event_id
- * (the same id appended concurrently elsewhere) is reported as ES003.
+ * (the same id appended concurrently elsewhere) is reported as ES003, one
+ * on the position as what it means (a replicated copy).
  */
 static void
 es_insert_events(const EsCatalog *cat, text *stream, EsNewEvent *events,
@@ -495,6 +496,22 @@ es_insert_events(const EsCatalog *cat, text *stream, EsNewEvent *events,
 			edata->message = psprintf("event id cannot be appended to stream \"%s\"",
 									  text_to_cstring(stream));
 			edata->hint = pstrdup("A concurrent append stored the same event id elsewhere.");
+			ReThrowError(edata);
+		}
+		if (edata->sqlerrcode == ERRCODE_UNIQUE_VIOLATION &&
+			edata->constraint_name != NULL &&
+			strcmp(edata->constraint_name, "events_pkey") == 0)
+		{
+			/*
+			 * Positions come only from the sequence, so a taken one means
+			 * rows arrived another way: a native logical replication
+			 * copy, whose sequence did not move with them.
+			 */
+			FlushErrorState();
+			edata->message = psprintf("cannot append to stream \"%s\": global position " INT64_FORMAT " is taken",
+									  text_to_cstring(stream), result->position);
+			edata->detail = pstrdup("This database holds events that were not appended here, such as a logical replication copy of another store.");
+			edata->hint = pstrdup("Append on the store the events come from; a copy is read-only history.");
 			ReThrowError(edata);
 		}
 		PG_RE_THROW();

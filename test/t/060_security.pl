@@ -260,6 +260,14 @@ is(su(q{SELECT DISTINCT name FROM ada.board WHERE name LIKE 'temp table%'}), 'te
 is(su(q{SELECT search_path FROM eventstore.projection WHERE name = 'ada_board'}), 'ada, public',
 	'the projection records the search_path it was created with');
 
+# (0.1.0 said "NOTICE: trigger ... does not exist, skipping" here)
+my ($qrc, $qout, $qerr) = as('ada', q{SET client_min_messages = notice;
+SELECT eventstore.create_projection('ada_quiet', 'ada.on_board(eventstore.event)', 'inline', stream_prefix => 'quiet-');
+SELECT eventstore.reset_projection('ada_quiet');
+SELECT eventstore.drop_projection('ada_quiet');});
+ok($qrc == 0 && $qerr !~ /NOTICE|WARNING/, 'create, reset and drop of an inline projection say nothing')
+  or diag($qerr);
+
 # ---------------------------------------------------------------------
 # 4. Tenants.
 as_ok('alice', q{

@@ -263,10 +263,11 @@ BEGIN
             USING ERRCODE = '22023', DETAIL = 'A prefix is 1 to 255 bytes without ",".';
     END IF;
     IF event_types IS NOT NULL AND (pg_catalog.cardinality(event_types) = 0
+            OR pg_catalog.array_ndims(event_types) <> 1
             OR EXISTS (SELECT FROM pg_catalog.unnest(event_types) AS t
                        WHERE t IS NULL OR t = '' OR pg_catalog.strpos(t, ',') > 0)) THEN
         RAISE EXCEPTION 'invalid event_types'
-            USING ERRCODE = '22023', DETAIL = 'List at least one type; types must not be NULL, empty or contain ",".';
+            USING ERRCODE = '22023', DETAIL = 'List at least one type, in a one-dimensional array; types must not be NULL, empty or contain ",".';
     END IF;
     IF from_position < 0 THEN
         RAISE EXCEPTION 'from_position must not be negative' USING ERRCODE = '22023';
@@ -575,8 +576,9 @@ $$;
 COMMENT ON FUNCTION eventstore_internal.drop_subscription(regrole, text) IS 'internal: drop_subscription for caller';
 
 -- Each role sees the subscriptions it owns (is a member of the owner of);
--- superusers see all.
-CREATE OR REPLACE VIEW eventstore.subscriptions AS
+-- superusers see all.  A security barrier: a caller's leaky function in a
+-- WHERE clause over the view never sees the rows the filter hides.
+CREATE OR REPLACE VIEW eventstore.subscriptions WITH (security_barrier) AS
 SELECT s.name,
        s.owner,
        s.stream_prefix,
@@ -746,6 +748,12 @@ CREATE OR REPLACE FUNCTION eventstore_internal.call_handler(handler regprocedure
     LANGUAGE C VOLATILE STRICT;
 COMMENT ON FUNCTION eventstore_internal.call_handler(regprocedure, regrole, text, eventstore.event) IS
 'internal: call a projection handler as its owner, in a security-restricted operation, with the projection''s search_path';
+
+CREATE OR REPLACE FUNCTION eventstore_internal.check_handler(handler regprocedure, owner regrole) RETURNS void
+    AS 'MODULE_PATHNAME', 'eventstore_check_handler'
+    LANGUAGE C STABLE STRICT;
+COMMENT ON FUNCTION eventstore_internal.check_handler(regprocedure, regrole) IS
+'internal: 42501 unless owner may run handler (USAGE on its schema, EXECUTE on it, and its own search_path, if any, ends with pg_temp); checked again at every call';
 
 -- The trigger function of every inline projection.  EXECUTE on it is the
 -- privilege to create inline projections (as for any trigger, its creator
@@ -926,17 +934,15 @@ BEGIN
             USING ERRCODE = '22023',
                   HINT = 'A handler is a function handler(e eventstore.event) RETURNS void.';
     END IF;
-    IF NOT pg_catalog.has_function_privilege(caller, handler, 'EXECUTE') THEN
-        RAISE EXCEPTION 'permission denied for function %', handler USING ERRCODE = '42501';
-    END IF;
+    PERFORM eventstore_internal.check_handler(handler, caller);
     IF stream_prefix IS NOT NULL AND (stream_prefix = '' OR strpos(stream_prefix, ',') > 0) THEN
         RAISE EXCEPTION 'invalid stream_prefix "%"', stream_prefix
             USING ERRCODE = '22023', DETAIL = 'A prefix is not empty and has no ",".';
     END IF;
-    IF event_types IS NOT NULL AND (cardinality(event_types) = 0
+    IF event_types IS NOT NULL AND (cardinality(event_types) = 0 OR array_ndims(event_types) <> 1
             OR EXISTS (SELECT FROM unnest(event_types) AS t WHERE t IS NULL OR t = '' OR strpos(t, ',') > 0)) THEN
         RAISE EXCEPTION 'invalid event_types'
-            USING ERRCODE = '22023', DETAIL = 'List at least one type; types must not be NULL, empty or contain ",".';
+            USING ERRCODE = '22023', DETAIL = 'List at least one type, in a one-dimensional array; types must not be NULL, empty or contain ",".';
     END IF;
     IF mode = 'inline' THEN
         PERFORM eventstore_internal.check_inline_privilege(caller, create_projection_name);
@@ -1055,8 +1061,8 @@ $$;
 COMMENT ON FUNCTION eventstore_internal.drop_projection(regrole, text) IS 'internal: drop_projection for caller';
 
 -- Each role sees the projections it owns (is a member of the owner of);
--- superusers see all.
-CREATE OR REPLACE VIEW eventstore.projections AS
+-- superusers see all (a security barrier, as eventstore.subscriptions).
+CREATE OR REPLACE VIEW eventstore.projections WITH (security_barrier) AS
 SELECT p.name,
        p.mode,
        p.handler,
@@ -1185,3 +1191,26 @@ REVOKE ALL ON SCHEMA eventstore, eventstore_internal FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION eventstore.category(text), eventstore.consumer_group_member(text, integer) TO PUBLIC;
 REVOKE ALL ON ALL TABLES IN SCHEMA eventstore FROM PUBLIC;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA eventstore FROM PUBLIC;
+-- ... and from every role: ALTER DEFAULT PRIVILEGES of the role that
+-- creates the extension would otherwise grant the internal functions (and
+-- so every owner's identity) to whomever it names.  The one internal
+-- function that is granted on purpose, inline_projection(), is made and
+-- stripped once, in sql/schema.sql, and never touched here.
+DO $$
+DECLARE
+    g record;
+BEGIN
+    FOR g IN SELECT p.oid::pg_catalog.regprocedure AS fn, a.grantee
+               FROM pg_catalog.pg_proc AS p, pg_catalog.aclexplode(p.proacl) AS a
+              WHERE p.pronamespace = 'eventstore_internal'::pg_catalog.regnamespace
+                AND p.oid <> 'eventstore_internal.inline_projection()'::pg_catalog.regprocedure
+                AND a.grantee <> p.proowner AND a.grantee <> 0 LOOP
+        EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM %I', g.fn, pg_catalog.pg_get_userbyid(g.grantee));
+    END LOOP;
+    FOR g IN SELECT a.grantee
+               FROM pg_catalog.pg_namespace AS n, pg_catalog.aclexplode(n.nspacl) AS a
+              WHERE n.nspname = 'eventstore_internal' AND a.grantee <> n.nspowner AND a.grantee <> 0 LOOP
+        EXECUTE pg_catalog.format('REVOKE ALL ON SCHEMA eventstore_internal FROM %I', pg_catalog.pg_get_userbyid(g.grantee));
+    END LOOP;
+END
+$$;

@@ -7,3 +7,22 @@ SELECT eventstore_internal.create_inline_trigger(p)
    AND EXISTS (SELECT FROM pg_catalog.pg_trigger AS t
                 WHERE t.tgrelid = 'eventstore.events'::pg_catalog.regclass
                   AND t.tgname = 'es_projection_' || p.name);
+
+-- Creating an inline projection is an administrator's grant now; those
+-- 0.1.0 let any role create go on running.  Say which.
+DO $$
+DECLARE
+    names text;
+BEGIN
+    SELECT pg_catalog.string_agg(pg_catalog.format('%s (owner %s)', p.name, p.owner), ', ' ORDER BY p.name)
+      INTO names
+      FROM eventstore.projection AS p
+     WHERE p.mode = 'inline'
+       AND NOT pg_catalog.has_function_privilege(p.owner, 'eventstore_internal.inline_projection()', 'EXECUTE');
+    IF names IS NOT NULL THEN
+        RAISE WARNING 'inline projections whose owners may no longer create them: %', names
+            USING DETAIL = 'They keep running inside every matching append.',
+                  HINT = 'Drop those you did not mean to allow, or grant their owners EXECUTE ON FUNCTION eventstore_internal.inline_projection().';
+    END IF;
+END
+$$;

@@ -28,12 +28,17 @@
 #include "commands/trigger.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "catalog/pg_proc.h"
 #include "utils/acl.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
+#include "utils/regproc.h"
 #include "utils/rel.h"
+#include "utils/syscache.h"
 #include "utils/typcache.h"
+#include "utils/varlena.h"
 #if PG_VERSION_NUM >= 160000
 #include "varatt.h"
 #endif
@@ -74,19 +79,115 @@ es_handler_cache(FunctionCallInfo outer, Oid trigger, Oid handler, Oid owner)
 	return c;
 }
 
+/* Is this element of a search_path the session's temporary schema? */
+static bool
+es_is_pg_temp(const char *schema)
+{
+	return strcmp(schema, "pg_temp") == 0 || strncmp(schema, "pg_temp_", 8) == 0;
+}
+
 /*
  * The search_path a handler runs with: the projection's, with pg_temp
- * named last unless it names pg_temp itself (a schema not named is never
- * searched; pg_temp not named is searched first, for relations).
+ * moved (or added) last.  A schema not named is never searched; pg_temp
+ * not named is searched first for relations and types, where the session
+ * that appended could have put its own.
  */
 static char *
 es_handler_search_path(const char *path)
 {
-	if (strstr(path, "pg_temp") != NULL)
-		return pstrdup(path);
-	if (path[0] == '\0')
-		return pstrdup("pg_temp");
-	return psprintf("%s, pg_temp", path);
+	char	   *copy = pstrdup(path);
+	List	   *elems = NIL;
+	StringInfoData buf;
+	ListCell   *lc;
+
+	if (!SplitIdentifierString(copy, ',', &elems))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid search_path \"%s\" of a projection", path)));
+	initStringInfo(&buf);
+	foreach(lc, elems)
+	{
+		const char *schema = (const char *) lfirst(lc);
+
+		if (es_is_pg_temp(schema))
+			continue;
+		appendStringInfo(&buf, "%s, ", quote_identifier(schema));
+	}
+	appendStringInfoString(&buf, "pg_temp");
+	return buf.data;
+}
+
+/*
+ * What a handler must be each time it runs, not only when its projection
+ * was created (its owner may have lost the right since): executable by
+ * the owner, in a schema the owner may use, and -- when it sets its own
+ * search_path, which then replaces the projection's -- with pg_temp named
+ * last, or the appending session's temporary tables and types would be
+ * found first, and run as the owner.  Errors with 42501.
+ */
+static void
+es_check_handler(Oid handler, Oid owner)
+{
+	HeapTuple	tup;
+	Form_pg_proc proc;
+	Datum		config;
+	bool		isnull;
+
+	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(handler));
+	if (!HeapTupleIsValid(tup))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FUNCTION),
+				 errmsg("the handler of a projection, function %u, does not exist", handler),
+				 errhint("Drop the projection, or create it again with an existing handler.")));
+	proc = (Form_pg_proc) GETSTRUCT(tup);
+	if (pg_namespace_aclcheck(proc->pronamespace, owner, ACL_USAGE) != ACLCHECK_OK ||
+		pg_proc_aclcheck(handler, owner, ACL_EXECUTE) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for function %s", format_procedure(handler)),
+				 errdetail("A projection's owner, role %s, needs USAGE on the handler's schema and EXECUTE on the handler.",
+						   GetUserNameFromId(owner, true) ? GetUserNameFromId(owner, true) : "(dropped)")));
+	config = SysCacheGetAttr(PROCOID, tup, Anum_pg_proc_proconfig, &isnull);
+	if (!isnull)
+	{
+		ArrayType  *a = DatumGetArrayTypeP(config);
+		Datum	   *items;
+		int			n;
+
+		deconstruct_array(a, TEXTOID, -1, false, TYPALIGN_INT, &items, NULL, &n);
+		for (int i = 0; i < n; i++)
+		{
+			char	   *item = TextDatumGetCString(items[i]);
+			List	   *elems = NIL;
+
+			if (strncmp(item, "search_path=", 12) != 0)
+				continue;
+			/* SplitIdentifierString writes into its input: split a copy */
+			if (!SplitIdentifierString(pstrdup(item + 12), ',', &elems) || elems == NIL ||
+				!es_is_pg_temp((const char *) llast(elems)))
+				ereport(ERROR,
+						(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+						 errmsg("handler %s sets a search_path that does not end with pg_temp",
+								format_procedure(handler)),
+						 errdetail("A handler can run in another role's session, whose temporary tables and types would be searched first."),
+						 errhint("ALTER FUNCTION %s SET search_path = %s, pg_temp",
+								 format_procedure(handler), item + 12)));
+		}
+	}
+	ReleaseSysCache(tup);
+}
+
+PG_FUNCTION_INFO_V1(eventstore_check_handler);
+
+/*
+ * SQL: eventstore_internal.check_handler(handler, owner) -- the checks
+ * every call makes, at create_projection.
+ */
+Datum
+eventstore_check_handler(PG_FUNCTION_ARGS)
+{
+	es_check_handler(PG_GETARG_OID(0), PG_GETARG_OID(1));
+	PG_RETURN_VOID();
 }
 
 /*
@@ -102,6 +203,7 @@ es_call_as(EsHandlerCache *c, const char *search_path, Datum event)
 	int			save_sec_context;
 	int			nestlevel;
 
+	es_check_handler(c->handler, c->owner);
 	GetUserIdAndSecContext(&save_userid, &save_sec_context);
 	nestlevel = NewGUCNestLevel();
 	(void) set_config_option("search_path", es_handler_search_path(search_path),
@@ -215,6 +317,15 @@ eventstore_inline_projection(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("eventstore_internal.inline_projection() needs 6 arguments")));
+	/*
+	 * Only on eventstore.events: its triggers are made by the extension's
+	 * owner, while anyone may attach this function to a table of their own
+	 * with arguments that name any handler and owner.
+	 */
+	if (RelationGetRelid(trigdata->tg_relation) != EsGetCatalog()->events)
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("eventstore_internal.inline_projection() fires only on eventstore.events")));
 	args = trigdata->tg_trigger->tgargs;
 
 	row = trigdata->tg_trigtuple;

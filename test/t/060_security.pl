@@ -268,6 +268,86 @@ SELECT eventstore.drop_projection('ada_quiet');});
 ok($qrc == 0 && $qerr !~ /NOTICE|WARNING/, 'create, reset and drop of an inline projection say nothing')
   or diag($qerr);
 
+# A handler that sets its own search_path must end it with pg_temp: its
+# setting replaces the projection's, and an inline handler runs in the
+# appender's session (found by a review: wendy's temporary table with a
+# trigger ran as ada).
+as_ok('ada', q{
+CREATE TABLE ada.pinned_view (stream text, event_type text);
+CREATE FUNCTION ada.pinned(e eventstore.event) RETURNS void LANGUAGE sql SET search_path = ada, pg_catalog
+AS $f$ INSERT INTO pinned_view VALUES (e.stream, e.event_type) $f$;
+}, 'ada writes a handler with SET search_path = ada, pg_catalog');
+as_fails('ada', q{SELECT eventstore.create_projection('ada_pinned', 'ada.pinned(eventstore.event)', 'inline', stream_prefix => 'pin-')},
+	'42501', qr/sets a search_path that does not end with pg_temp.*SET search_path = ada, pg_catalog, pg_temp/s,
+	'create_projection refuses it, with the fix in the hint');
+as_ok('ada', q{
+ALTER FUNCTION ada.pinned(eventstore.event) SET search_path = ada, pg_catalog, pg_temp;
+SELECT eventstore.create_projection('ada_pinned', 'ada.pinned(eventstore.event)', 'inline', stream_prefix => 'pin-');
+ALTER FUNCTION ada.pinned(eventstore.event) SET search_path = ada, pg_catalog;
+}, 'ada creates it with pg_temp last, then drops pg_temp again');
+as_fails('wendy', q{
+CREATE TEMP TABLE pinned_view (stream text, event_type text);
+GRANT ALL ON pinned_view TO PUBLIC;
+CREATE FUNCTION pg_temp.pwn() RETURNS trigger LANGUAGE plpgsql AS $f$
+BEGIN PERFORM eventstore.create_projection('owned_by_ada', 'ada.pinned(eventstore.event)'); RETURN NEW; END $f$;
+CREATE TRIGGER pwn BEFORE INSERT ON pinned_view FOR EACH ROW EXECUTE FUNCTION pg_temp.pwn();
+SELECT eventstore.append_event('pin-1', 'Opened');
+}, '42501', qr/sets a search_path that does not end with pg_temp/, "wendy's append is refused at the handler's call");
+is(su(q{SELECT count(*) FROM eventstore.projection WHERE name = 'owned_by_ada'}), '0',
+	'  and her temporary table\'s trigger never ran as ada');
+as_ok('ada', q{ALTER FUNCTION ada.pinned(eventstore.event) SET search_path = ada, pg_catalog, pg_temp;
+SELECT eventstore.drop_projection('ada_pinned')}, 'ada fixes and drops it');
+
+# inline_projection() on a table of one's own, with arguments naming any
+# handler and owner (a review: with USAGE on eventstore_internal, which a
+# default privilege can give, that ran a handler as postgres; a table of
+# another shape crashed the server).
+su(q{GRANT USAGE ON SCHEMA eventstore_internal TO eve});
+as_fails('eve', q{
+CREATE TABLE eve.t (global_position bigint, stream text, stream_version bigint, event_id uuid,
+                    event_type text, data jsonb, metadata jsonb, created_at timestamptz);
+CREATE TABLE eve.odd (stream bigint);
+CREATE FUNCTION eve.h2(e eventstore.event) RETURNS void LANGUAGE plpgsql AS $f$
+BEGIN EXECUTE 'ALTER ROLE eve SUPERUSER'; END $f$;
+SELECT format('CREATE TRIGGER x AFTER INSERT ON eve.t FOR EACH ROW EXECUTE FUNCTION eventstore_internal.inline_projection(%L, %L, %L, %L, %L, %L)',
+              'x', 'eve.h2(eventstore.event)'::regprocedure::oid, 'postgres'::regrole::oid, '', '', 'eve') \gexec
+SELECT format('CREATE TRIGGER y AFTER INSERT ON eve.odd FOR EACH ROW EXECUTE FUNCTION eventstore_internal.inline_projection(%L, %L, %L, %L, %L, %L)',
+              'y', 'eve.h2(eventstore.event)'::regprocedure::oid, 'postgres'::regrole::oid, '', '', 'eve') \gexec
+INSERT INTO eve.odd VALUES (1);
+}, '39P01', qr/fires only on eventstore\.events/, 'inline_projection() on another table is refused (and does not crash)');
+as_fails('eve', q{INSERT INTO eve.t VALUES (1, 'x', 1, gen_random_uuid(), 'X', '{}', '{}', now())},
+	'39P01', qr/fires only on eventstore\.events/, '  nor does a table of the events\' shape run it');
+is(su(q{SELECT rolsuper FROM pg_roles WHERE rolname = 'eve'}), 'f', '  eve is not a superuser');
+su(q{REVOKE USAGE ON SCHEMA eventstore_internal FROM eve});
+
+# A handler by OID in a schema the creator may not use; EXECUTE checked
+# at every call, not only at creation (a review).
+as_ok('alice', q{
+CREATE TABLE alice.model (who text);
+GRANT INSERT ON alice.model TO PUBLIC;
+CREATE FUNCTION alice.hh(e eventstore.event) RETURNS void LANGUAGE sql AS $f$ INSERT INTO alice.model VALUES (current_user) $f$;
+}, 'alice has a handler in her schema (no USAGE for others)');
+my $hh = su(q{SELECT 'alice.hh(eventstore.event)'::regprocedure::oid});
+as_fails('mallory', "SELECT eventstore.create_projection('m_uses_alice', ${hh}::regprocedure)",
+	'42501', qr/permission denied for function/, "mallory cannot use alice's handler by its OID");
+su(q{GRANT USAGE ON SCHEMA alice TO mallory});
+as_ok('mallory', "SELECT eventstore.create_projection('m_uses_alice', ${hh}::regprocedure)",
+	'with USAGE granted, mallory may');
+wait_caught_up("'m_uses_alice'");
+my $ran = su(q{SELECT count(*) FROM alice.model});
+ok($ran > 0, "  the worker ran it ($ran events)");
+as_ok('alice', q{REVOKE EXECUTE ON FUNCTION alice.hh(eventstore.event) FROM PUBLIC}, 'alice revokes EXECUTE');
+as_ok('wendy', q{SELECT eventstore.append_event('acct-1', 'Deposited')}, 'wendy appends');
+as_fails('mallory', q{SELECT eventstore.run_projection('m_uses_alice')}, '42501',
+	qr/permission denied for function alice\.hh/, '  and mallory\'s projection no longer runs it');
+is(su(q{SELECT count(*) FROM alice.model}), $ran, '  not once more');
+as_ok('mallory', q{SELECT eventstore.drop_projection('m_uses_alice')}, 'mallory drops it');
+su(q{REVOKE USAGE ON SCHEMA alice FROM mallory});
+
+# event_types must be a one-dimensional array
+as_fails('mallory', q{SELECT eventstore.create_projection('m_2d', 'mallory.elevate(eventstore.event)', 'async', NULL, '{{a,b},{c,d}}')},
+	'22023', qr/invalid event_types/, 'a two-dimensional event_types is refused (projection)');
+
 # ---------------------------------------------------------------------
 # 4. Tenants.
 as_ok('alice', q{
@@ -301,6 +381,13 @@ is(as_ok('mallory', q{SELECT count(*) FROM eventstore.subscriptions WHERE name =
 	"0", '  and does not see alice\'s subscription');
 is(as_ok('mallory', q{SELECT count(*) FROM eventstore.projections WHERE name = 'alice_proj'}, 'mallory reads the view'),
 	"0", '  nor her projection');
+my ($lrc, $lout, $lerr) = as('mallory', q{
+CREATE FUNCTION mallory.leak(VARIADIC a text[]) RETURNS bool LANGUAGE plpgsql COST 0.0000001
+AS $f$ BEGIN RAISE NOTICE 'leak: %', a; RETURN true; END $f$;
+SELECT count(*) FROM eventstore.subscriptions WHERE mallory.leak(name, slot_name);
+SELECT count(*) FROM eventstore.projections WHERE mallory.leak(name, search_path);
+});
+ok($lrc == 0 && $lerr !~ /alice/, 'a leaky function over the views sees none of alice\'s rows') or diag($lerr);
 is(as_ok('mallory', q{SELECT eventstore.get_checkpoint('alice_reader')}, 'mallory reads a checkpoint'), "1",
 	'  get_checkpoint reads any checkpoint');
 is(su(q{SELECT (SELECT count(*) FROM eventstore.subscription WHERE name = 'alice_sub')
@@ -329,6 +416,26 @@ as_fails('mallory', q{SELECT eventstore.create_projection('m_inline', 'mallory.e
 	'42501', qr/permission denied to create inline projection/, 'a consumer cannot create an inline projection');
 as_fails('wendy', q{SELECT eventstore.create_subscription('w_sub')},
 	'42501', qr/permission denied for function create_subscription/, 'a writer cannot create a subscription');
+
+as_fails('alice', q{SELECT eventstore.create_subscription('a_2d', NULL, '{{a,b},{c,d}}')},
+	'22023', qr/invalid event_types/, 'a two-dimensional event_types is refused (subscription)');
+
+# ALTER DEFAULT PRIVILEGES of the installing role grants nothing internal.
+su(q{CREATE DATABASE defaults});
+$node->safe_psql('defaults', q{
+ALTER DEFAULT PRIVILEGES GRANT USAGE ON SCHEMAS TO mallory;
+ALTER DEFAULT PRIVILEGES GRANT EXECUTE ON FUNCTIONS TO mallory;
+ALTER DEFAULT PRIVILEGES GRANT SELECT ON TABLES TO mallory;
+ALTER DEFAULT PRIVILEGES GRANT USAGE, SELECT ON SEQUENCES TO mallory;
+CREATE EXTENSION eventstore;
+});
+is($node->safe_psql('defaults', q{
+SELECT (SELECT count(*) FROM pg_proc WHERE pronamespace = 'eventstore_internal'::regnamespace
+           AND has_function_privilege('mallory', oid, 'EXECUTE'))
+    || ' ' || has_schema_privilege('mallory', 'eventstore_internal', 'USAGE')
+    || ' ' || (SELECT count(*) FROM pg_class WHERE relnamespace = 'eventstore'::regnamespace AND relkind IN ('r', 'S')
+                 AND has_table_privilege('mallory', oid, 'SELECT'))}),
+	'0 false 0', 'default privileges of the installing role leave nothing internal, no table and no sequence to mallory');
 
 # ---------------------------------------------------------------------
 # 5. Slots: max_replication_slots = 10 (test/eventstore.conf), 2 reserved.

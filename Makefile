@@ -29,7 +29,7 @@ DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql sql/$(EXTENSION)--0.1.0--$(EXTV
 
 SQL_GUARD = \\echo Use "CREATE EXTENSION eventstore" to load this file. \\quit
 
-sql/$(EXTENSION)--$(EXTVERSION).sql: sql/schema.sql sql/functions.sql
+sql/$(EXTENSION)--$(EXTVERSION).sql: sql/schema.sql sql/functions.sql sql/install.post.sql
 	{ echo '$(SQL_GUARD)'; cat $^; } > $@
 
 sql/$(EXTENSION)--0.1.0--$(EXTVERSION).sql: sql/migrate--0.1.0--$(EXTVERSION).sql sql/functions.sql sql/migrate--0.1.0--$(EXTVERSION).post.sql

@@ -1185,32 +1185,40 @@ COMMENT ON FUNCTION eventstore_internal.wake_worker() IS 'internal: wake this da
 -- anyone.  README.md ("Privileges") lists the GRANTs for a writer, a
 -- reader, a consumer and an administrator.  These statements also put an
 -- upgraded install's grants right.
+--
+-- Internal functions are revoked from PUBLIC and from every role: ALTER
+-- DEFAULT PRIVILEGES of the role that
+-- creates the extension would otherwise grant the internal functions (and
+-- so every owner's identity) to whomever it names.  The one internal
+-- function that is granted on purpose, inline_projection(), is stripped
+-- once, when it is made or moved (sql/install.post.sql, the 0.1.0 upgrade),
+-- never here.
+CREATE OR REPLACE FUNCTION eventstore_internal.revoke_granted(kind text, object_name text, acl aclitem[], owner oid)
+RETURNS void
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    grantee oid;
+BEGIN
+    FOR grantee IN SELECT DISTINCT a.grantee FROM pg_catalog.aclexplode(acl) AS a
+                    WHERE a.grantee <> owner AND a.grantee <> 0 LOOP
+        EXECUTE pg_catalog.format('REVOKE ALL ON %s %s FROM %I', kind, object_name,
+                                  pg_catalog.pg_get_userbyid(grantee));
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION eventstore_internal.revoke_granted(text, text, aclitem[], oid) IS
+'internal: revoke from every role but the owner what acl grants on an object of the extension (kind FUNCTION, TABLE or SCHEMA; object_name as SQL)';
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA eventstore FROM PUBLIC;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA eventstore_internal FROM PUBLIC;
 REVOKE ALL ON SCHEMA eventstore, eventstore_internal FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION eventstore.category(text), eventstore.consumer_group_member(text, integer) TO PUBLIC;
 REVOKE ALL ON ALL TABLES IN SCHEMA eventstore FROM PUBLIC;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA eventstore FROM PUBLIC;
--- ... and from every role: ALTER DEFAULT PRIVILEGES of the role that
--- creates the extension would otherwise grant the internal functions (and
--- so every owner's identity) to whomever it names.  The one internal
--- function that is granted on purpose, inline_projection(), is made and
--- stripped once, in sql/schema.sql, and never touched here.
-DO $$
-DECLARE
-    g record;
-BEGIN
-    FOR g IN SELECT p.oid::pg_catalog.regprocedure AS fn, a.grantee
-               FROM pg_catalog.pg_proc AS p, pg_catalog.aclexplode(p.proacl) AS a
-              WHERE p.pronamespace = 'eventstore_internal'::pg_catalog.regnamespace
-                AND p.oid <> 'eventstore_internal.inline_projection()'::pg_catalog.regprocedure
-                AND a.grantee <> p.proowner AND a.grantee <> 0 LOOP
-        EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM %I', g.fn, pg_catalog.pg_get_userbyid(g.grantee));
-    END LOOP;
-    FOR g IN SELECT a.grantee
-               FROM pg_catalog.pg_namespace AS n, pg_catalog.aclexplode(n.nspacl) AS a
-              WHERE n.nspname = 'eventstore_internal' AND a.grantee <> n.nspowner AND a.grantee <> 0 LOOP
-        EXECUTE pg_catalog.format('REVOKE ALL ON SCHEMA eventstore_internal FROM %I', pg_catalog.pg_get_userbyid(g.grantee));
-    END LOOP;
-END
-$$;
+SELECT eventstore_internal.revoke_granted('FUNCTION', p.oid::pg_catalog.regprocedure::text, p.proacl, p.proowner)
+  FROM pg_catalog.pg_proc AS p
+ WHERE p.pronamespace = 'eventstore_internal'::pg_catalog.regnamespace
+   AND p.oid <> 'eventstore_internal.inline_projection()'::pg_catalog.regprocedure;
+SELECT eventstore_internal.revoke_granted('SCHEMA', 'eventstore_internal', n.nspacl, n.nspowner)
+  FROM pg_catalog.pg_namespace AS n WHERE n.nspname = 'eventstore_internal';

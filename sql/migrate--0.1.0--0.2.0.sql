@@ -15,20 +15,8 @@ ALTER FUNCTION eventstore._refuse_change() SET SCHEMA eventstore_internal;
 ALTER FUNCTION eventstore_internal._refuse_change() RENAME TO refuse_change;
 ALTER FUNCTION eventstore._inline_projection() SET SCHEMA eventstore_internal;
 ALTER FUNCTION eventstore_internal._inline_projection() RENAME TO inline_projection;
--- and take with them no grant 0.1.0's README had roles make (GRANT ...
--- ON ALL FUNCTIONS IN SCHEMA eventstore reached them there)
-DO $$
-DECLARE
-    g record;
-BEGIN
-    FOR g IN SELECT p.oid::pg_catalog.regprocedure AS fn, a.grantee
-               FROM pg_catalog.pg_proc AS p, pg_catalog.aclexplode(p.proacl) AS a
-              WHERE p.pronamespace = 'eventstore_internal'::pg_catalog.regnamespace
-                AND a.grantee <> p.proowner AND a.grantee <> 0 LOOP
-        EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM %I', g.fn, pg_catalog.pg_get_userbyid(g.grantee));
-    END LOOP;
-END
-$$;
+-- (what 0.1.0's README had roles grant on them, GRANT ... ON ALL
+-- FUNCTIONS IN SCHEMA eventstore, functions.sql and the .post.sql revoke)
 
 -- The views gain columns (owner, search_path) and filter by owner.
 DROP VIEW eventstore.subscriptions;

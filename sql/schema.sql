@@ -1,9 +1,9 @@
 -- eventstore: the tables, types and sequence of a fresh install (the
 -- stored state).  The Makefile builds eventstore--<version>.sql from this
--- file and sql/functions.sql; an upgrade script is a migrate--*.sql file
--- followed by the same sql/functions.sql, so a fresh install and an
--- upgraded one end with the same functions, views and privileges
--- (test/t/006_upgrade.pl compares them).
+-- file, sql/functions.sql and sql/install.post.sql; an upgrade script is a
+-- migrate--*.sql file, the same sql/functions.sql and its .post.sql, so a
+-- fresh install and an upgraded one end with the same functions, views
+-- and privileges (test/t/006_upgrade.pl compares them).
 
 CREATE SCHEMA eventstore;
 COMMENT ON SCHEMA eventstore IS 'eventstore: streams of immutable events, a gap-safe global feed, subscriptions and projections';
@@ -89,7 +89,8 @@ ALTER TABLE eventstore.events ENABLE ALWAYS TRIGGER events_no_truncate;
 
 -- The trigger function of inline projections; EXECUTE on it is the
 -- privilege to create them (sql/functions.sql).  Granted by
--- administrators only: nothing a default privilege gave is kept.
+-- administrators only: nothing a default privilege gave is kept
+-- (sql/install.post.sql).
 CREATE FUNCTION eventstore_internal.inline_projection() RETURNS trigger
     AS 'MODULE_PATHNAME', 'eventstore_inline_projection'
     LANGUAGE C;
@@ -208,26 +209,3 @@ CREATE TABLE eventstore.projection (
 );
 COMMENT ON TABLE eventstore.projection IS 'projections: handler, owner, mode, filter and health; use the functions, not this table';
 SELECT pg_catalog.pg_extension_config_dump('eventstore.projection', '');
-
--- What ALTER DEFAULT PRIVILEGES of the creating role granted on these new
--- objects goes: the bookkeeping tables, the sequence and the internal
--- schema are no one's but the extension's (README, Privileges).
-DO $$
-DECLARE
-    g record;
-BEGIN
-    FOR g IN SELECT c.oid::pg_catalog.regclass AS rel, a.grantee
-               FROM pg_catalog.pg_class AS c, pg_catalog.aclexplode(c.relacl) AS a
-              WHERE c.relnamespace = 'eventstore'::pg_catalog.regnamespace AND c.relkind IN ('r', 'S')
-                AND a.grantee <> c.relowner AND a.grantee <> 0 LOOP
-        EXECUTE pg_catalog.format('REVOKE ALL ON %s FROM %I', g.rel, pg_catalog.pg_get_userbyid(g.grantee));
-    END LOOP;
-    FOR g IN SELECT p.oid::pg_catalog.regprocedure AS fn, a.grantee
-               FROM pg_catalog.pg_proc AS p, pg_catalog.aclexplode(p.proacl) AS a
-              WHERE p.pronamespace = 'eventstore_internal'::pg_catalog.regnamespace
-                AND a.grantee <> p.proowner AND a.grantee <> 0 LOOP
-        EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM %I', g.fn, pg_catalog.pg_get_userbyid(g.grantee));
-    END LOOP;
-END
-$$;
-REVOKE ALL ON FUNCTION eventstore_internal.inline_projection() FROM PUBLIC;

@@ -111,6 +111,7 @@ _PG_init(void)
 							 GUC_NOT_IN_SAMPLE,
 							 NULL, NULL, NULL);
 	EsWorkerInit();
+	EsResultInit();
 	MarkGUCPrefixReserved("eventstore");
 
 	EsCatalogRegisterCallbacks();

@@ -155,6 +155,7 @@ _PG_init(void)
 							0,
 							NULL, NULL, NULL);
 	EsWorkerInit();
+	EsResultInit();
 	MarkGUCPrefixReserved("eventstore");
 
 	EsCatalogRegisterCallbacks();

@@ -112,6 +112,7 @@ extern void EsWakeWorker(Oid dbid);
 /* result.c */
 struct ReturnSetInfo;
 struct TupleTableSlot;
+extern void EsResultInit(void);
 extern void EsInitEventResult(FunctionCallInfo fcinfo);
 extern void EsPutEvent(struct ReturnSetInfo *rsinfo, struct TupleTableSlot *slot);
 

@@ -32,9 +32,25 @@
  * Only appending transactions hold the horizon back; a transaction that
  * appended in an aborted subtransaction keeps holding it until its top
  * level ends, which is merely conservative.  Slots of other databases are
- * ignored.  A crashed backend takes the whole cluster through crash
- * restart, which rebuilds shared memory; two-phase commit is refused for
- * appending transactions, so nothing in flight survives a restart.
+ * ignored.
+ *
+ * A RESERVING slot must not outlive the nextval call it announces: a
+ * first nextval that fails in a subtransaction (lock_timeout, cancel, the
+ * sequence's limit), whose top level then goes on after ROLLBACK TO
+ * SAVEPOINT, would otherwise make every reader wait until the top level
+ * ends.  So the abort of the subtransaction that reserved puts the slot
+ * back to FREE.  That is safe: an event only ever carries a position that
+ * EsAllocatePosition returned, and this one returned none (nextval either
+ * fails before it changes the sequence or changes it in a critical
+ * section and returns), so nothing this reservation announced can become
+ * visible; a later allocation reserves again, under the same handshake.
+ * Once the slot is HELD, later allocations of the transaction never
+ * reserve, so no abort of a later subtransaction touches a slot that an
+ * earlier, surviving position holds.
+ *
+ * A crashed backend takes the whole cluster through crash restart, which
+ * rebuilds shared memory; two-phase commit is refused for appending
+ * transactions, so nothing in flight survives a restart.
  *
  *-------------------------------------------------------------------------
  */
@@ -78,6 +94,12 @@ static EsRegistry *es_registry = NULL;
 /* This backend's slot, and whether the current transaction holds it. */
 static EsInflightSlot *my_slot = NULL;
 static bool my_slot_held = false;
+
+/*
+ * While the slot is RESERVING, the subtransaction that reserved it (or
+ * the parent it was released into); InvalidSubTransactionId otherwise.
+ */
+static SubTransactionId my_reserving_subid = InvalidSubTransactionId;
 
 #if PG_VERSION_NUM >= 170000
 #define ES_MY_PROCNO	MyProcNumber
@@ -132,6 +154,7 @@ es_release_slot(void)
 		return;
 	pg_atomic_write_u32(&my_slot->state, ES_SLOT_FREE);
 	my_slot_held = false;
+	my_reserving_subid = InvalidSubTransactionId;
 }
 
 /*
@@ -169,6 +192,38 @@ es_xact_callback(XactEvent event, void *arg pg_attribute_unused())
 	}
 }
 
+/*
+ * Subtransaction end.  If the subtransaction that reserved the slot
+ * aborts while it is still RESERVING, its nextval failed and no position
+ * was handed out: clear the slot, so that readers neither wait for it nor
+ * hold the horizon, and the next allocation reserves and publishes anew
+ * (see the file header).  A subtransaction cannot commit while its
+ * nextval is still running, so a release finds no reservation unless C
+ * code swallowed nextval's error without rolling back; the parent then
+ * inherits the reservation and its top level clears it, as before.
+ */
+static void
+es_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+					SubTransactionId parentSubid, void *arg pg_attribute_unused())
+{
+	if (my_reserving_subid != mySubid)
+		return;
+
+	switch (event)
+	{
+		case SUBXACT_EVENT_ABORT_SUB:
+			Assert(my_slot_held);
+			Assert(pg_atomic_read_u32(&my_slot->state) == ES_SLOT_RESERVING);
+			es_release_slot();
+			break;
+		case SUBXACT_EVENT_COMMIT_SUB:
+			my_reserving_subid = parentSubid;
+			break;
+		default:
+			break;
+	}
+}
+
 /* Backend exit: never leave a slot held behind. */
 static void
 es_shmem_exit(int code pg_attribute_unused(), Datum arg pg_attribute_unused())
@@ -181,6 +236,7 @@ void
 EsRegistryRegisterCallbacks(void)
 {
 	RegisterXactCallback(es_xact_callback, NULL);
+	RegisterSubXactCallback(es_subxact_callback, NULL);
 }
 
 /*
@@ -214,14 +270,20 @@ EsAllocatePosition(const EsCatalog *cat)
 	pg_write_barrier();
 	pg_atomic_write_u32(&my_slot->state, ES_SLOT_RESERVING);
 	my_slot_held = true;
+	my_reserving_subid = GetCurrentSubTransactionId();
 	pg_memory_barrier();
 
-	/* On error the abort callback clears the slot. */
+	/*
+	 * On error the abort callback of the transaction, or of the
+	 * subtransaction that reserved, clears the slot.  Nothing between here
+	 * and HELD can fail once nextval has returned.
+	 */
 	position = nextval_internal(cat->position_seq, false);
 
 	pg_atomic_write_u64(&my_slot->min_position, (uint64) position);
 	pg_write_barrier();
 	pg_atomic_write_u32(&my_slot->state, ES_SLOT_HELD);
+	my_reserving_subid = InvalidSubTransactionId;
 	return position;
 }
 

@@ -777,8 +777,10 @@ CREATE TABLE eventstore.projection (
     last_error_at timestamptz,
     retry_at      timestamptz,
     created_at    timestamptz NOT NULL DEFAULT now(),
+    handler_timeout interval,   -- async: a batch's time limit; NULL: eventstore.handler_timeout
     CONSTRAINT projection_name_check CHECK (name ~ '^[a-z0-9_]{1,40}$'),
-    CONSTRAINT projection_mode_check CHECK (mode IN ('inline', 'async'))
+    CONSTRAINT projection_mode_check CHECK (mode IN ('inline', 'async')),
+    CONSTRAINT projection_handler_timeout_check CHECK (handler_timeout >= interval '0')
 );
 COMMENT ON TABLE eventstore.projection IS 'projections: handler, mode, filter and health; use the functions, not this table';
 SELECT pg_catalog.pg_extension_config_dump('eventstore.projection', '');
@@ -1018,6 +1020,7 @@ BEGIN
     IF position IS NULL OR position < 0 THEN
         RAISE EXCEPTION 'position must be a non-negative number' USING ERRCODE = '22023';
     END IF;
+    PERFORM eventstore._worker_cancel(reset_projection.name);  -- never wait for the worker
     p := eventstore._projection_lock(reset_projection.name);
     PERFORM eventstore.save_checkpoint(p.name, position);
     UPDATE eventstore.projection AS t SET last_error = NULL, error_count = 0, retry_at = NULL
@@ -1042,6 +1045,7 @@ AS $$
 DECLARE
     p eventstore.projection;
 BEGIN
+    PERFORM eventstore._worker_cancel(drop_projection.name);   -- never wait for the worker
     p := eventstore._projection_lock(drop_projection.name);
     IF p.mode = 'inline' THEN
         EXECUTE format('DROP TRIGGER IF EXISTS %I ON eventstore.events', 'es_projection_' || p.name);
@@ -1051,6 +1055,33 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION eventstore.drop_projection(text) IS 'drop a projection (its read model tables are yours to drop)';
+
+CREATE FUNCTION eventstore.alter_projection(name text, handler_timeout interval) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p eventstore.projection;
+BEGIN
+    IF handler_timeout < interval '0' THEN
+        RAISE EXCEPTION 'handler_timeout must not be negative' USING ERRCODE = '22023';
+    END IF;
+    PERFORM eventstore._worker_cancel(alter_projection.name);  -- never wait for the worker
+    p := eventstore._projection_lock(alter_projection.name);
+    IF NOT pg_catalog.pg_has_role(current_user, p.owner, 'MEMBER') THEN
+        RAISE EXCEPTION 'permission denied for projection %', p.name USING ERRCODE = '42501';
+    END IF;
+    UPDATE eventstore.projection AS t SET handler_timeout = alter_projection.handler_timeout
+     WHERE t.name = p.name;
+END
+$$;
+COMMENT ON FUNCTION eventstore.alter_projection(text, interval) IS
+'set the time limit of an async projection''s batches in the worker (NULL: eventstore.handler_timeout, 0: none); a running batch is canceled and run again';
+
+CREATE FUNCTION eventstore._worker_serves() RETURNS boolean
+    AS 'MODULE_PATHNAME', 'eventstore_worker_serves'
+    LANGUAGE C STABLE;
+COMMENT ON FUNCTION eventstore._worker_serves() IS 'internal: is this database listed in eventstore.worker_databases?';
 
 CREATE VIEW eventstore.projections AS
 SELECT p.name,
@@ -1066,22 +1097,30 @@ SELECT p.name,
        p.last_error,
        p.error_count,
        p.last_error_at,
-       p.retry_at
+       p.retry_at,
+       p.handler_timeout,
+       CASE WHEN p.mode = 'async' THEN eventstore._worker_serves() END AS served_by_worker
   FROM eventstore.projection AS p;
 COMMENT ON VIEW eventstore.projections IS
 'projections with their checkpoint, lag (positions behind head_position) and health (last_error, error_count, retry_at)';
 
 -- Called by the background worker, one projection at a time, each in its
 -- own transaction: a batch, or the error recorded with a backoff.
-CREATE FUNCTION eventstore._worker_due() RETURNS SETOF text
+-- Projections with errors run last, so a slow or hanging one delays the
+-- healthy ones' batches of a round as little as possible.  timeout_ms is
+-- NULL for the setting eventstore.handler_timeout.
+CREATE FUNCTION eventstore._worker_due() RETURNS TABLE (name text, timeout_ms integer)
     LANGUAGE sql STABLE
     SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT t.name FROM eventstore.projection AS t
+    SELECT t.name,
+           CASE WHEN t.handler_timeout IS NOT NULL
+                THEN least(extract(epoch FROM t.handler_timeout) * 1000, 2147483647)::integer END
+      FROM eventstore.projection AS t
      WHERE t.mode = 'async' AND (t.retry_at IS NULL OR t.retry_at <= now())
-     ORDER BY t.name
+     ORDER BY t.error_count > 0, t.name
 $$;
-COMMENT ON FUNCTION eventstore._worker_due() IS 'internal: async projections due to run';
+COMMENT ON FUNCTION eventstore._worker_due() IS 'internal: async projections due to run, in the order to run them, with their time limits';
 
 CREATE FUNCTION eventstore._worker_failed(name text, message text, naptime_ms integer) RETURNS void
     LANGUAGE sql
@@ -1162,7 +1201,13 @@ COMMENT ON FUNCTION eventstore._first_failing(eventstore.projection, integer) IS
 CREATE FUNCTION eventstore._wake_worker() RETURNS void
     AS 'MODULE_PATHNAME', 'eventstore_wake_worker'
     LANGUAGE C VOLATILE;
-COMMENT ON FUNCTION eventstore._wake_worker() IS 'internal: wake this database''s projection worker';
+COMMENT ON FUNCTION eventstore._wake_worker() IS 'internal: wake this database''s projection worker at commit; warns when no worker serves the database';
+
+CREATE FUNCTION eventstore._worker_cancel(name text) RETURNS void
+    AS 'MODULE_PATHNAME', 'eventstore_worker_cancel'
+    LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION eventstore._worker_cancel(text) IS
+'internal: the worker skips this projection until the transaction ends, and abandons its running batch of it';
 
 -- Privileges: the functions read and write eventstore.events directly, so
 -- EXECUTE on them is the access control.  Nothing is granted to PUBLIC;

@@ -813,7 +813,8 @@ COMMENT ON FUNCTION eventstore_internal.apply_projection(eventstore.projection, 
 
 -- The projection row, locked for this transaction, or an error; its owner
 -- is checked before the row is locked.
-CREATE OR REPLACE FUNCTION eventstore_internal.projection_lock(caller regrole, projection_name text) RETURNS eventstore.projection
+CREATE OR REPLACE FUNCTION eventstore_internal.projection_lock(caller regrole, projection_name text,
+                                                               cancel_worker boolean DEFAULT false) RETURNS eventstore.projection
     LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp
 AS $$
@@ -828,6 +829,11 @@ BEGIN
         RAISE EXCEPTION 'projection "%" does not exist', projection_name USING ERRCODE = '42704';
     END IF;
     PERFORM eventstore_internal.check_owner(caller, p.owner, 'projection', p.name);
+    IF cancel_worker THEN
+        -- never wait for the worker: it skips the projection until this
+        -- transaction ends and abandons a batch of it that is running
+        PERFORM eventstore_internal.worker_cancel(p.name);
+    END IF;
     SELECT * INTO p FROM eventstore.projection AS t WHERE t.name = projection_name FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'projection "%" does not exist', projection_name USING ERRCODE = '42704';
@@ -835,7 +841,7 @@ BEGIN
     RETURN p;
 END
 $$;
-COMMENT ON FUNCTION eventstore_internal.projection_lock(regrole, text) IS 'internal: check the owner of a projection and lock its row';
+COMMENT ON FUNCTION eventstore_internal.projection_lock(regrole, text, boolean) IS 'internal: check the owner of a projection and lock its row (cancel_worker: without waiting for the worker''s batch)';
 
 -- 42501 unless caller may create (or re-arm) inline projections.
 CREATE OR REPLACE FUNCTION eventstore_internal.check_inline_privilege(caller regrole, projection_name text) RETURNS void
@@ -1018,7 +1024,7 @@ BEGIN
     IF position IS NULL OR position < 0 THEN
         RAISE EXCEPTION 'position must be a non-negative number' USING ERRCODE = '22023';
     END IF;
-    p := eventstore_internal.projection_lock(caller, reset_projection.name);
+    p := eventstore_internal.projection_lock(caller, reset_projection.name, true);
     IF p.mode = 'inline' THEN
         PERFORM eventstore_internal.check_inline_privilege(caller, p.name);
     END IF;
@@ -1050,7 +1056,7 @@ AS $$
 DECLARE
     p eventstore.projection;
 BEGIN
-    p := eventstore_internal.projection_lock(caller, drop_projection.name);
+    p := eventstore_internal.projection_lock(caller, drop_projection.name, true);
     IF p.mode = 'inline' THEN
         PERFORM eventstore_internal.drop_inline_trigger(p.name);
     END IF;
@@ -1059,6 +1065,36 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION eventstore_internal.drop_projection(regrole, text) IS 'internal: drop_projection for caller';
+
+CREATE OR REPLACE FUNCTION eventstore.alter_projection(name text, handler_timeout interval) RETURNS void
+    AS 'MODULE_PATHNAME', 'eventstore_as_caller'
+    LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION eventstore.alter_projection(text, interval) IS
+'set the time limit of an async projection''s batches in the worker (NULL: eventstore.handler_timeout, 0: none); a running batch is canceled and run again';
+
+CREATE OR REPLACE FUNCTION eventstore_internal.alter_projection(caller regrole, name text, handler_timeout interval) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p eventstore.projection;
+BEGIN
+    IF handler_timeout < interval '0' THEN
+        RAISE EXCEPTION 'handler_timeout must not be negative' USING ERRCODE = '22023';
+    END IF;
+    p := eventstore_internal.projection_lock(caller, alter_projection.name, true);
+    UPDATE eventstore.projection AS t SET handler_timeout = alter_projection.handler_timeout
+     WHERE t.name = p.name;
+END
+$$;
+COMMENT ON FUNCTION eventstore_internal.alter_projection(regrole, text, interval) IS 'internal: alter_projection for caller';
+
+-- Readable by anyone (as SHOW eventstore.worker_databases is): the
+-- projections view shows it.
+CREATE OR REPLACE FUNCTION eventstore.worker_serves() RETURNS boolean
+    AS 'MODULE_PATHNAME', 'eventstore_worker_serves'
+    LANGUAGE C STABLE;
+COMMENT ON FUNCTION eventstore.worker_serves() IS 'is this database listed in eventstore.worker_databases (its async projections are run by the background worker)?';
 
 -- Each role sees the projections it owns (is a member of the owner of);
 -- superusers see all (a security barrier, as eventstore.subscriptions).
@@ -1077,7 +1113,9 @@ SELECT p.name,
        p.error_count,
        p.last_error_at,
        p.retry_at,
-       p.search_path
+       p.search_path,
+       p.handler_timeout,
+       CASE WHEN p.mode = 'async' THEN eventstore.worker_serves() END AS served_by_worker
   FROM eventstore.projection AS p
  WHERE pg_catalog.pg_has_role(p.owner, 'MEMBER');
 COMMENT ON VIEW eventstore.projections IS
@@ -1085,15 +1123,21 @@ COMMENT ON VIEW eventstore.projections IS
 
 -- Called by the background worker, one projection at a time, each in its
 -- own transaction: a batch, or the error recorded with a backoff.
-CREATE OR REPLACE FUNCTION eventstore_internal.worker_due() RETURNS SETOF text
+-- Projections with errors run last, so a slow or hanging one delays the
+-- healthy ones' batches of a round as little as possible.  timeout_ms is
+-- NULL for the setting eventstore.handler_timeout.
+CREATE OR REPLACE FUNCTION eventstore_internal.worker_due() RETURNS TABLE (name text, timeout_ms integer)
     LANGUAGE sql STABLE
     SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT t.name FROM eventstore.projection AS t
+    SELECT t.name,
+           CASE WHEN t.handler_timeout IS NOT NULL
+                THEN least(extract(epoch FROM t.handler_timeout) * 1000, 2147483647)::integer END
+      FROM eventstore.projection AS t
      WHERE t.mode = 'async' AND (t.retry_at IS NULL OR t.retry_at <= now())
-     ORDER BY t.name
+     ORDER BY t.error_count > 0, t.name
 $$;
-COMMENT ON FUNCTION eventstore_internal.worker_due() IS 'internal: async projections due to run';
+COMMENT ON FUNCTION eventstore_internal.worker_due() IS 'internal: async projections due to run, in the order to run them, with their time limits';
 
 CREATE OR REPLACE FUNCTION eventstore_internal.worker_failed(name text, message text, naptime_ms integer) RETURNS void
     LANGUAGE sql
@@ -1174,7 +1218,13 @@ COMMENT ON FUNCTION eventstore_internal.worker_run(text, integer, integer) IS 'i
 CREATE OR REPLACE FUNCTION eventstore_internal.wake_worker() RETURNS void
     AS 'MODULE_PATHNAME', 'eventstore_wake_worker'
     LANGUAGE C VOLATILE;
-COMMENT ON FUNCTION eventstore_internal.wake_worker() IS 'internal: wake this database''s projection worker';
+COMMENT ON FUNCTION eventstore_internal.wake_worker() IS 'internal: wake this database''s projection worker at commit; warns when no worker serves the database';
+
+CREATE OR REPLACE FUNCTION eventstore_internal.worker_cancel(name text) RETURNS void
+    AS 'MODULE_PATHNAME', 'eventstore_worker_cancel'
+    LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION eventstore_internal.worker_cancel(text) IS
+'internal: the worker skips this projection until the transaction ends, and abandons its running batch of it';
 
 -- Privileges ------------------------------------------------------------
 --
@@ -1213,7 +1263,8 @@ COMMENT ON FUNCTION eventstore_internal.revoke_granted(text, text, aclitem[], oi
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA eventstore FROM PUBLIC;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA eventstore_internal FROM PUBLIC;
 REVOKE ALL ON SCHEMA eventstore, eventstore_internal FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION eventstore.category(text), eventstore.consumer_group_member(text, integer) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION eventstore.category(text), eventstore.consumer_group_member(text, integer),
+                          eventstore.worker_serves() TO PUBLIC;
 REVOKE ALL ON ALL TABLES IN SCHEMA eventstore FROM PUBLIC;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA eventstore FROM PUBLIC;
 SELECT eventstore_internal.revoke_granted('FUNCTION', p.oid::pg_catalog.regprocedure::text, p.proacl, p.proowner)

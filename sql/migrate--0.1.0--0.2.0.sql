@@ -71,3 +71,8 @@ ALTER TABLE eventstore.projection ADD COLUMN search_path text;
 UPDATE eventstore.projection SET search_path = '"$user", public';
 ALTER TABLE eventstore.projection ALTER COLUMN search_path SET NOT NULL;
 COMMENT ON TABLE eventstore.projection IS 'projections: handler, owner, mode, filter and health; use the functions, not this table';
+
+-- Async batches get a time limit in the worker (eventstore.handler_timeout,
+-- or the projection's own: alter_projection).
+ALTER TABLE eventstore.projection ADD COLUMN handler_timeout interval;
+ALTER TABLE eventstore.projection ADD CONSTRAINT projection_handler_timeout_check CHECK (handler_timeout >= interval '0');

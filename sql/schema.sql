@@ -204,8 +204,10 @@ CREATE TABLE eventstore.projection (
     retry_at      timestamptz,
     created_at    timestamptz NOT NULL DEFAULT now(),
     search_path   text NOT NULL,
+    handler_timeout interval,   -- async: a batch's time limit; NULL: eventstore.handler_timeout
     CONSTRAINT projection_name_check CHECK (name ~ '^[a-z0-9_]{1,40}$'),
-    CONSTRAINT projection_mode_check CHECK (mode IN ('inline', 'async'))
+    CONSTRAINT projection_mode_check CHECK (mode IN ('inline', 'async')),
+    CONSTRAINT projection_handler_timeout_check CHECK (handler_timeout >= interval '0')
 );
 COMMENT ON TABLE eventstore.projection IS 'projections: handler, owner, mode, filter and health; use the functions, not this table';
 SELECT pg_catalog.pg_extension_config_dump('eventstore.projection', '');

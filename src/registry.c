@@ -177,9 +177,12 @@ es_xact_callback(XactEvent event, void *arg pg_attribute_unused())
 						 errhint("Commit the append in an ordinary transaction.")));
 			break;
 		case XACT_EVENT_COMMIT:
+			/* release first: a worker woken earlier reads a horizon we hold back */
 			if (my_slot_held)
+			{
+				es_release_slot();
 				EsWakeWorker(MyDatabaseId);
-			es_release_slot();
+			}
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_COMMIT:

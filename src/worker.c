@@ -14,6 +14,21 @@
  * worker at commit, so projections follow appends promptly; the naptime
  * is only the fallback.
  *
+ * Wake-ups are cheap and coalesced: the worker publishes in its shared
+ * slot whether its database has async projections due (appends wake it
+ * only then), and an appender signals only when no wake-up is pending
+ * since the worker began its last round.  A batch has a time limit
+ * (eventstore.handler_timeout, or the projection's own): past it the
+ * batch is canceled, rolled back and recorded as an error with backoff,
+ * so one hanging handler delays the others by at most its limit, and
+ * projections with errors run last in a round.  drop_projection,
+ * reset_projection and alter_projection first make the worker skip that
+ * projection until their transaction ends and cancel its running batch
+ * (eventstore_internal.worker_cancel), so they never wait for the worker.
+ *
+ * The slots are guarded by one LWLock; a backend signals the worker
+ * through the PGPROC it published there, under that lock.
+ *
  * DROP DATABASE waits for no one: a ProcessUtility hook stops the
  * database's worker first and keeps the launcher from restarting it for a
  * minute.  A worker whose database lacks the extension idles.
@@ -30,6 +45,7 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_database.h"
 #include "commands/dbcommands.h"
 #include "commands/extension.h"
@@ -40,15 +56,16 @@
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
+#include "storage/lwlock.h"
 #include "storage/proc.h"
 #include "storage/shmem.h"
-#include "storage/spin.h"
 #include "tcop/utility.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
+#include "utils/timeout.h"
 #include "utils/timestamp.h"
 #include "utils/varlena.h"
 
@@ -56,27 +73,53 @@
 
 #define ES_MAX_DB_WORKERS	16
 
+/* How long drop/reset/alter_projection wait for the worker to let go. */
+#define ES_CANCEL_WAIT_MS	10000
+
 /* Settings */
 char	   *es_worker_databases = NULL;
 int			es_worker_naptime = 1000;	/* ms */
 int			es_worker_batch_size = 1000;
+int			es_handler_timeout = 60000; /* ms; 0: no limit */
 
+/*
+ * A database's worker.  Every field is read and written under
+ * EsWorkerShared.lock, except wake_pending (atomic: appenders flip it
+ * holding the lock shared).
+ */
 typedef struct EsWorkerSlot
 {
 	Oid			dbid;			/* InvalidOid: free */
 	pid_t		pid;
-	Latch	   *latch;
+	PGPROC	   *proc;			/* the running worker's, else NULL */
 	TimestampTz blocked_until;	/* DROP DATABASE in progress */
+	bool		wants_appends;	/* async projections are due: appends wake it */
+	pg_atomic_uint32 wake_pending;	/* woken since its last round began */
+	uint64		batch;			/* number of the batch running or last run */
+	uint64		cancel_batch;	/* batch a backend asked it to abandon */
+	char		running[NAMEDATALEN];	/* projection of the batch running, or "" */
+	char		held[NAMEDATALEN];	/* projection not to run, or "" ... */
+	pid_t		held_by;		/* ... until this backend's transaction ends */
 } EsWorkerSlot;
 
 typedef struct EsWorkerShared
 {
-	slock_t		mutex;
+	int			tranche;
+	LWLock		lock;
 	EsWorkerSlot slots[ES_MAX_DB_WORKERS];
 } EsWorkerShared;
 
 static EsWorkerShared *es_workers = NULL;
 static ProcessUtility_hook_type prev_process_utility = NULL;
+
+/* This backend's wishes, carried out or dropped at transaction end. */
+static bool es_wake_at_commit = false;
+static bool es_holding = false;
+
+/* In a database worker: its slot, and the time limit of its batches. */
+static EsWorkerSlot *es_my_slot = NULL;
+static TimeoutId es_batch_timeout;
+static volatile sig_atomic_t es_batch_timed_out = false;
 
 PGDLLEXPORT void EsLauncherMain(Datum arg);
 PGDLLEXPORT void EsDatabaseWorkerMain(Datum arg);
@@ -88,43 +131,118 @@ EsWorkerShmemSize(void)
 	return sizeof(EsWorkerShared);
 }
 
-/* Create or attach to the workers' shared memory. */
+/* Create or attach to the workers' shared memory and name its lock. */
 void
 EsWorkerShmemInit(void)
 {
 	bool		found;
 
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	es_workers = ShmemInitStruct("eventstore workers", sizeof(EsWorkerShared), &found);
 	if (!found)
 	{
-		SpinLockInit(&es_workers->mutex);
-		memset(es_workers->slots, 0, sizeof(es_workers->slots));
+		memset(es_workers, 0, sizeof(EsWorkerShared));
+		es_workers->tranche = LWLockNewTrancheId();
+		LWLockInitialize(&es_workers->lock, es_workers->tranche);
+		for (int i = 0; i < ES_MAX_DB_WORKERS; i++)
+			pg_atomic_init_u32(&es_workers->slots[i].wake_pending, 0);
 	}
+	LWLockRelease(AddinShmemInitLock);
+	LWLockRegisterTranche(es_workers->tranche, "eventstore_worker");
 }
 
-/* Wake the worker of a database, if it runs.  Cheap; safe anywhere. */
-void
-EsWakeWorker(Oid dbid)
+/*
+ * Wake the worker of a database, if it runs; with force, even when it has
+ * published that it waits for no append.  The PGPROC is read and its
+ * latch set under the lock, so the worker cannot leave in between; a
+ * wake-up already pending since its last round began is not repeated.
+ * Cheap (a shared lock, no system call when coalesced); safe anywhere,
+ * including commit callbacks.
+ */
+static void
+es_wake(Oid dbid, bool force)
 {
 	if (es_workers == NULL)
 		return;
+	LWLockAcquire(&es_workers->lock, LW_SHARED);
 	for (int i = 0; i < ES_MAX_DB_WORKERS; i++)
 	{
 		EsWorkerSlot *slot = &es_workers->slots[i];
 
-		if (slot->dbid == dbid && slot->latch != NULL)
-			SetLatch(slot->latch);
+		if (slot->dbid == dbid && slot->proc != NULL && (force || slot->wants_appends) &&
+			pg_atomic_exchange_u32(&slot->wake_pending, 1) == 0)
+			SetLatch(&slot->proc->procLatch);
 	}
+	LWLockRelease(&es_workers->lock);
+}
+
+/* Wake the worker of a database for new events (called at commit). */
+void
+EsWakeWorker(Oid dbid)
+{
+	es_wake(dbid, false);
+}
+
+/*
+ * Is this database listed in eventstore.worker_databases (as this
+ * backend sees the setting), the way the launcher compares names?
+ */
+static bool
+es_database_served(void)
+{
+	char	   *raw;
+	char	   *dbname;
+	List	   *names = NIL;
+	ListCell   *lc;
+	bool		served = false;
+
+	if (es_workers == NULL)
+		return false;			/* not preloaded: no launcher */
+	dbname = get_database_name(MyDatabaseId);
+	raw = pstrdup(es_worker_databases ? es_worker_databases : "");
+	if (dbname != NULL && SplitIdentifierString(raw, ',', &names))
+	{
+		foreach(lc, names)
+		{
+			if (strcmp((char *) lfirst(lc), dbname) == 0)
+				served = true;
+		}
+	}
+	list_free(names);
+	pfree(raw);
+	return served;
 }
 
 PG_FUNCTION_INFO_V1(eventstore_wake_worker);
 
-/* SQL: _wake_worker() -- wake this database's projection worker */
+/*
+ * SQL: _wake_worker() -- wake this database's projection worker when the
+ * transaction commits (an async projection was created or reset: before
+ * the commit the worker would not see it), and warn when no worker
+ * serves this database, since its async projections would then never
+ * run by themselves.
+ */
 Datum
 eventstore_wake_worker(PG_FUNCTION_ARGS)
 {
-	EsWakeWorker(MyDatabaseId);
+	es_wake_at_commit = true;
+	if (!es_database_served())
+		ereport(WARNING,
+				(errcode(ERRCODE_WARNING),
+				 errmsg("no projection worker serves database \"%s\"",
+						get_database_name(MyDatabaseId)),
+				 errdetail("Its async projections run only when run_projection is called."),
+				 errhint("Add the database to \"eventstore.worker_databases\" and reload the configuration.")));
 	PG_RETURN_VOID();
+}
+
+PG_FUNCTION_INFO_V1(eventstore_worker_serves);
+
+/* SQL: eventstore.worker_serves() -- is this database listed in eventstore.worker_databases? */
+Datum
+eventstore_worker_serves(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(es_database_served());
 }
 
 /* Find the slot of a database, optionally claiming a free one. */
@@ -146,11 +264,136 @@ es_worker_slot(Oid dbid, bool claim)
 	{
 		free_slot->dbid = dbid;
 		free_slot->pid = 0;
-		free_slot->latch = NULL;
+		free_slot->proc = NULL;
 		free_slot->blocked_until = 0;
+		free_slot->wants_appends = false;
+		free_slot->batch = 0;
+		free_slot->cancel_batch = 0;
+		free_slot->running[0] = '\0';
+		free_slot->held[0] = '\0';
+		free_slot->held_by = 0;
 		return free_slot;
 	}
 	return NULL;
+}
+
+PG_FUNCTION_INFO_V1(eventstore_worker_cancel);
+
+/*
+ * SQL: _worker_cancel(name) -- internal, for drop/reset/alter_projection,
+ * before they lock the projection's row: this database's worker runs no
+ * batch of that projection until the calling transaction ends (the worker
+ * is woken at commit to look again), and a batch it runs now is canceled
+ * (SIGINT, sent under the lock while the batch is known to be that one's)
+ * and waited for, at most ES_CANCEL_WAIT_MS; so the caller never waits for
+ * the worker's row lock, however long the handler would run.
+ */
+Datum
+eventstore_worker_cancel(PG_FUNCTION_ARGS)
+{
+	char	   *name;
+	uint64		batch = 0;
+	TimestampTz start;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("projection name must not be NULL")));
+	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	if (es_workers == NULL)
+		PG_RETURN_VOID();
+	es_wake_at_commit = true;
+
+	LWLockAcquire(&es_workers->lock, LW_EXCLUSIVE);
+	{
+		EsWorkerSlot *slot = es_worker_slot(MyDatabaseId, false);
+
+		if (slot != NULL && slot->proc != NULL)
+		{
+			strlcpy(slot->held, name, NAMEDATALEN);
+			slot->held_by = MyProcPid;
+			es_holding = true;
+			if (strcmp(slot->running, name) == 0)
+			{
+				batch = slot->batch;
+				slot->cancel_batch = batch;
+				if (kill(slot->pid, SIGINT) != 0)
+					batch = 0;	/* it is gone */
+			}
+		}
+	}
+	LWLockRelease(&es_workers->lock);
+	if (batch == 0)
+		PG_RETURN_VOID();
+
+	start = GetCurrentTimestamp();
+	for (;;)
+	{
+		bool		done;
+
+		LWLockAcquire(&es_workers->lock, LW_SHARED);
+		{
+			EsWorkerSlot *slot = es_worker_slot(MyDatabaseId, false);
+
+			done = slot == NULL || slot->proc == NULL || slot->batch != batch ||
+				slot->running[0] == '\0';
+		}
+		LWLockRelease(&es_workers->lock);
+		if (done)
+			break;
+		if (TimestampDifferenceExceeds(start, GetCurrentTimestamp(), ES_CANCEL_WAIT_MS))
+			ereport(ERROR,
+					(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+					 errmsg("projection \"%s\" is busy", name),
+					 errdetail("The projection worker did not abandon its batch within %d seconds.",
+							   ES_CANCEL_WAIT_MS / 1000),
+					 errhint("Try again; the worker runs no new batch of it meanwhile.")));
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 10, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+	PG_RETURN_VOID();
+}
+
+/*
+ * Transaction end: wake the worker if the transaction asked to (only at
+ * commit: before, the worker would not see what it changed), and let the
+ * worker run again the projection this transaction held.
+ */
+static void
+es_worker_xact_callback(XactEvent event, void *arg pg_attribute_unused())
+{
+	switch (event)
+	{
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PREPARE:
+		case XACT_EVENT_PARALLEL_COMMIT:
+		case XACT_EVENT_PARALLEL_ABORT:
+			break;
+		default:
+			return;
+	}
+	if (es_holding && es_workers != NULL)
+	{
+		LWLockAcquire(&es_workers->lock, LW_EXCLUSIVE);
+		for (int i = 0; i < ES_MAX_DB_WORKERS; i++)
+		{
+			EsWorkerSlot *slot = &es_workers->slots[i];
+
+			if (slot->held_by == MyProcPid)
+			{
+				slot->held[0] = '\0';
+				slot->held_by = 0;
+			}
+		}
+		LWLockRelease(&es_workers->lock);
+	}
+	es_holding = false;
+	if (es_wake_at_commit && event == XACT_EVENT_COMMIT)
+		es_wake(MyDatabaseId, true);
+	es_wake_at_commit = false;
 }
 
 /*
@@ -180,7 +423,7 @@ es_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTre
 		if (OidIsValid(dbid) && pg_database_ownercheck(dbid, GetUserId()))
 #endif
 		{
-			SpinLockAcquire(&es_workers->mutex);
+			LWLockAcquire(&es_workers->lock, LW_EXCLUSIVE);
 			{
 				EsWorkerSlot *slot = es_worker_slot(dbid, false);
 
@@ -190,7 +433,7 @@ es_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTre
 					pid = slot->pid;
 				}
 			}
-			SpinLockRelease(&es_workers->mutex);
+			LWLockRelease(&es_workers->lock);
 			if (pid != 0)
 			{
 				kill(pid, SIGTERM);
@@ -198,10 +441,10 @@ es_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTre
 				{
 					bool		gone;
 
-					SpinLockAcquire(&es_workers->mutex);
+					LWLockAcquire(&es_workers->lock, LW_EXCLUSIVE);
 					gone = es_worker_slot(dbid, false) == NULL ||
 						es_worker_slot(dbid, false)->pid != pid;
-					SpinLockRelease(&es_workers->mutex);
+					LWLockRelease(&es_workers->lock);
 					if (gone)
 						break;
 					CHECK_FOR_INTERRUPTS();
@@ -249,6 +492,17 @@ EsWorkerInit(void)
 							PGC_SIGHUP,
 							0,
 							NULL, NULL, NULL);
+	DefineCustomIntVariable("eventstore.handler_timeout",
+							"Longest time one batch of an async projection may run in the worker.",
+							"A batch running longer is canceled, rolled back and recorded as the "
+							"projection's error; 0 means no limit.  alter_projection sets a "
+							"projection's own limit.",
+							&es_handler_timeout,
+							60000, 0, INT_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	RegisterXactCallback(es_worker_xact_callback, NULL);
 
 	if (!process_shared_preload_libraries_in_progress)
 		return;
@@ -344,7 +598,7 @@ EsLauncherMain(Datum arg pg_attribute_unused())
 		MemoryContextSwitchTo(cxt);
 
 		/* free the slots of finished DROP DATABASEs */
-		SpinLockAcquire(&es_workers->mutex);
+		LWLockAcquire(&es_workers->lock, LW_EXCLUSIVE);
 		for (int i = 0; i < ES_MAX_DB_WORKERS; i++)
 		{
 			EsWorkerSlot *slot = &es_workers->slots[i];
@@ -353,7 +607,7 @@ EsLauncherMain(Datum arg pg_attribute_unused())
 				slot->blocked_until <= GetCurrentTimestamp())
 				slot->dbid = InvalidOid;
 		}
-		SpinLockRelease(&es_workers->mutex);
+		LWLockRelease(&es_workers->lock);
 
 		/* forget stopped workers; stop the ones no longer wanted */
 		for (int i = 0; i < ES_MAX_DB_WORKERS; i++)
@@ -406,13 +660,13 @@ EsLauncherMain(Datum arg pg_attribute_unused())
 				!TimestampDifferenceExceeds(started_at[free_i], GetCurrentTimestamp(), 10000))
 				continue;
 
-			SpinLockAcquire(&es_workers->mutex);
+			LWLockAcquire(&es_workers->lock, LW_EXCLUSIVE);
 			{
 				EsWorkerSlot *slot = es_worker_slot(dbid, false);
 
 				blocked = slot != NULL && slot->blocked_until > GetCurrentTimestamp();
 			}
-			SpinLockRelease(&es_workers->mutex);
+			LWLockRelease(&es_workers->lock);
 			if (blocked)
 				continue;
 
@@ -446,10 +700,22 @@ EsLauncherMain(Datum arg pg_attribute_unused())
 	}
 }
 
-/* Run one SQL statement with SPI in its own transaction. */
-static void
-es_worker_exec(const char *sql, int nargs, Oid *types, Datum *values, List **names)
+/* An async projection the worker found due, and its batches' time limit. */
+typedef struct EsDue
 {
+	char	   *name;
+	int			timeout_ms;		/* -1: eventstore.handler_timeout */
+} EsDue;
+
+/*
+ * Run one SQL statement with SPI in its own transaction.  The caller's
+ * memory context is current again on return.
+ */
+static void
+es_worker_exec(const char *sql, int nargs, Oid *types, Datum *values)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	SPI_connect();
@@ -457,18 +723,69 @@ es_worker_exec(const char *sql, int nargs, Oid *types, Datum *values, List **nam
 	pgstat_report_activity(STATE_RUNNING, sql);
 	if (SPI_execute_with_args(sql, nargs, types, values, NULL, false, 0) < 0)
 		elog(ERROR, "unexpected SPI failure running \"%s\"", sql);
-	if (names != NULL)
-	{
-		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
-
-		for (uint64 i = 0; i < SPI_processed; i++)
-			*names = lappend(*names, SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
-		MemoryContextSwitchTo(old);
-	}
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
+	MemoryContextSwitchTo(cxt);
 	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+/*
+ * Has the current database the extension, at a version this library runs
+ * (0.1.0's objects have no eventstore_internal: the worker idles there
+ * until ALTER EXTENSION eventstore UPDATE)?  In a transaction.
+ */
+static bool
+es_extension_current(void)
+{
+	return OidIsValid(get_extension_oid("eventstore", true)) &&
+		OidIsValid(get_namespace_oid("eventstore_internal", true));
+}
+
+/*
+ * One transaction: has the database the extension, and if so which async
+ * projections are due (eventstore_internal.worker_due, in the order to run them)?
+ * The list is built in the caller's memory context, current again on
+ * return.  An idle round is this one transaction.
+ */
+static bool
+es_worker_due(List **due)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	bool		installed;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	installed = es_extension_current();
+	if (installed)
+	{
+		SPI_connect();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		pgstat_report_activity(STATE_RUNNING, "eventstore_internal.worker_due");
+		if (SPI_execute("SELECT name, timeout_ms FROM eventstore_internal.worker_due()", false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "unexpected SPI failure running eventstore_internal.worker_due");
+		for (uint64 i = 0; i < SPI_processed; i++)
+		{
+			HeapTuple	tup = SPI_tuptable->vals[i];
+			TupleDesc	desc = SPI_tuptable->tupdesc;
+			char	   *name = SPI_getvalue(tup, desc, 1);
+			bool		isnull;
+			Datum		timeout = SPI_getbinval(tup, desc, 2, &isnull);
+			MemoryContext spi = MemoryContextSwitchTo(cxt);
+			EsDue	   *d = palloc(sizeof(EsDue));
+
+			d->name = pstrdup(name);
+			d->timeout_ms = isnull ? -1 : DatumGetInt32(timeout);
+			*due = lappend(*due, d);
+			MemoryContextSwitchTo(spi);
+		}
+		SPI_finish();
+		PopActiveSnapshot();
+	}
+	CommitTransactionCommand();
+	MemoryContextSwitchTo(cxt);
+	pgstat_report_activity(STATE_IDLE, NULL);
+	return installed;
 }
 
 static bool es_extension_installed(void);
@@ -487,6 +804,7 @@ es_worker_catch(MemoryContext cxt)
 	edata = CopyErrorData();
 	FlushErrorState();
 	AbortOutOfAnyTransaction();
+	MemoryContextSwitchTo(cxt);
 	RESUME_INTERRUPTS();
 	return edata;
 }
@@ -512,21 +830,73 @@ es_worker_report(ErrorData *edata)
 	return true;
 }
 
+/* Timer of a batch (signal handler): cancel it, as a statement timeout would. */
+static void
+es_batch_timeout_handler(void)
+{
+	es_batch_timed_out = true;
+	QueryCancelPending = true;
+	InterruptPending = true;
+	SetLatch(MyLatch);
+}
+
+/*
+ * Publish the batch about to run, unless a backend holds that projection
+ * (drop/reset/alter_projection in progress).  Sets *batch to its number.
+ */
+static bool
+es_batch_begin(const char *name, uint64 *batch)
+{
+	bool		held;
+
+	LWLockAcquire(&es_workers->lock, LW_EXCLUSIVE);
+	held = es_my_slot->held[0] != '\0' && strcmp(es_my_slot->held, name) == 0;
+	if (!held)
+	{
+		strlcpy(es_my_slot->running, name, NAMEDATALEN);
+		*batch = ++es_my_slot->batch;
+	}
+	LWLockRelease(&es_workers->lock);
+	return !held;
+}
+
+/* The batch is over; was it asked to be abandoned? */
+static bool
+es_batch_end(uint64 batch)
+{
+	bool		canceled;
+
+	LWLockAcquire(&es_workers->lock, LW_EXCLUSIVE);
+	es_my_slot->running[0] = '\0';
+	canceled = es_my_slot->cancel_batch == batch;
+	LWLockRelease(&es_workers->lock);
+	return canceled;
+}
+
 /*
  * One batch of one projection (eventstore_internal.worker_run records handler
- * errors itself).  Returns the number of events applied, or -1 after
- * recording an unexpected error (the batch rolled back).
+ * errors itself), within its time limit.  Returns the number of events
+ * applied, or -1 when the batch rolled back: an unexpected error or the
+ * time limit, recorded with a retry time, or a cancel (by a backend
+ * dropping, resetting or altering the projection, or by an administrator),
+ * not recorded: the projection is simply run again later.
  */
 static int64
-es_worker_run_one(const char *name, MemoryContext cxt)
+es_worker_run_one(const EsDue *due, MemoryContext cxt)
 {
 	int64		applied = 0;
 	Oid			types[3] = {TEXTOID, INT4OID, INT4OID};
 	Datum		values[3];
+	int			timeout_ms = due->timeout_ms >= 0 ? due->timeout_ms : es_handler_timeout;
+	uint64		batch;
 
-	values[0] = CStringGetTextDatum(name);
+	Assert(CurrentMemoryContext == cxt);
+	if (!es_batch_begin(due->name, &batch))
+		return 0;
+	values[0] = CStringGetTextDatum(due->name);
 	values[1] = Int32GetDatum(es_worker_batch_size);
 	values[2] = Int32GetDatum(es_worker_naptime);
+	es_batch_timed_out = false;
 
 	PG_TRY();
 	{
@@ -535,9 +905,12 @@ es_worker_run_one(const char *name, MemoryContext cxt)
 		SPI_connect();
 		PushActiveSnapshot(GetTransactionSnapshot());
 		pgstat_report_activity(STATE_RUNNING, "eventstore_internal.worker_run");
+		if (timeout_ms > 0)
+			enable_timeout_after(es_batch_timeout, timeout_ms);
 		if (SPI_execute_with_args("SELECT eventstore_internal.worker_run($1, $2, $3)", 3, types, values,
 								  NULL, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
-			elog(ERROR, "unexpected SPI failure running projection \"%s\"", name);
+			elog(ERROR, "unexpected SPI failure running projection \"%s\"", due->name);
+		disable_timeout(es_batch_timeout, false);
 		{
 			bool		isnull;
 
@@ -546,25 +919,52 @@ es_worker_run_one(const char *name, MemoryContext cxt)
 		SPI_finish();
 		PopActiveSnapshot();
 		CommitTransactionCommand();
+		MemoryContextSwitchTo(cxt);
 		pgstat_report_activity(STATE_IDLE, NULL);
+		(void) es_batch_end(batch);
 	}
 	PG_CATCH();
 	{
-		ErrorData  *edata = es_worker_catch(cxt);
-		Oid			ftypes[3] = {TEXTOID, TEXTOID, INT4OID};
-		Datum		fvalues[3];
+		ErrorData  *edata;
+		bool		requested;
+		const char *message = NULL;
 
-		if (es_worker_report(edata))
+		disable_timeout(es_batch_timeout, false);
+		edata = es_worker_catch(cxt);
+		requested = es_batch_end(batch);
+		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED && es_batch_timed_out)
 		{
+			message = psprintf("the batch exceeded the time limit of %d ms (eventstore.handler_timeout or the projection's handler_timeout) and was canceled",
+							   timeout_ms);
+			ereport(WARNING,
+					(errcode(ERRCODE_QUERY_CANCELED),
+					 errmsg("eventstore worker: projection \"%s\": %s", due->name, message)));
+		}
+		else if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
+			ereport(requested ? DEBUG1 : LOG,
+					(errmsg("eventstore worker: the batch of projection \"%s\" was canceled%s",
+							due->name, requested ? " on request" : ""),
+					 errdetail("It will run again later.")));
+		else if (es_worker_report(edata))
+			message = edata->message ? edata->message : "unknown error";
+		if (message != NULL)
+		{
+			Oid			ftypes[3] = {TEXTOID, TEXTOID, INT4OID};
+			Datum		fvalues[3];
+
 			fvalues[0] = values[0];
-			fvalues[1] = CStringGetTextDatum(edata->message ? edata->message : "unknown error");
+			fvalues[1] = CStringGetTextDatum(message);
 			fvalues[2] = Int32GetDatum(es_worker_naptime);
-			es_worker_exec("SELECT eventstore_internal.worker_failed($1, $2, $3)", 3, ftypes, fvalues, NULL);
+			es_worker_exec("SELECT eventstore_internal.worker_failed($1, $2, $3)", 3, ftypes, fvalues);
 		}
 		FreeErrorData(edata);
 		applied = -1;
 	}
 	PG_END_TRY();
+
+	/* a timer that fired after the batch was over has nothing to cancel */
+	if (es_batch_timed_out)
+		QueryCancelPending = false;
 	return applied;
 }
 
@@ -572,13 +972,29 @@ es_worker_run_one(const char *name, MemoryContext cxt)
 static bool
 es_extension_installed(void)
 {
+	MemoryContext cxt = CurrentMemoryContext;
 	bool		installed;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
-	installed = OidIsValid(get_extension_oid("eventstore", true));
+	installed = es_extension_current();
 	CommitTransactionCommand();
+	MemoryContextSwitchTo(cxt);
 	return installed;
+}
+
+/* Publish whether appends should wake this worker (only when it changes). */
+static void
+es_publish_wants_appends(bool wants)
+{
+	static bool published = false;
+
+	if (wants == published)
+		return;
+	LWLockAcquire(&es_workers->lock, LW_EXCLUSIVE);
+	es_my_slot->wants_appends = wants;
+	LWLockRelease(&es_workers->lock);
+	published = wants;
 }
 
 /* Leave the shared slot when exiting. */
@@ -587,22 +1003,29 @@ es_worker_exit(int code pg_attribute_unused(), Datum arg)
 {
 	Oid			dbid = DatumGetObjectId(arg);
 
-	SpinLockAcquire(&es_workers->mutex);
+	LWLockAcquire(&es_workers->lock, LW_EXCLUSIVE);
 	{
 		EsWorkerSlot *slot = es_worker_slot(dbid, false);
 
 		if (slot != NULL && slot->pid == MyProcPid)
 		{
 			slot->pid = 0;
-			slot->latch = NULL;
+			slot->proc = NULL;
+			slot->wants_appends = false;
+			slot->running[0] = '\0';
 			if (slot->blocked_until == 0)
 				slot->dbid = InvalidOid;
 		}
 	}
-	SpinLockRelease(&es_workers->mutex);
+	LWLockRelease(&es_workers->lock);
 }
 
-/* A database's worker: run due async projections until told to stop. */
+/*
+ * A database's worker: run due async projections until told to stop.
+ * Each pass allocates in a loop context that is reset at its end, and
+ * every transaction returns to it (pg_cron's pattern), so the worker's
+ * memory does not grow with the number of rounds.
+ */
 void
 EsDatabaseWorkerMain(Datum arg)
 {
@@ -613,35 +1036,44 @@ EsDatabaseWorkerMain(Datum arg)
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 
-	SpinLockAcquire(&es_workers->mutex);
+	LWLockAcquire(&es_workers->lock, LW_EXCLUSIVE);
 	{
 		EsWorkerSlot *slot = es_worker_slot(dbid, true);
 
 		if (slot == NULL || slot->pid != 0)
 		{
-			SpinLockRelease(&es_workers->mutex);
+			LWLockRelease(&es_workers->lock);
 			proc_exit(0);		/* no room, or another worker serves it */
 		}
 		slot->pid = MyProcPid;
-		slot->latch = MyLatch;
+		slot->proc = MyProc;
+		slot->wants_appends = false;
+		slot->running[0] = '\0';
+		es_my_slot = slot;
 	}
-	SpinLockRelease(&es_workers->mutex);
+	LWLockRelease(&es_workers->lock);
 	before_shmem_exit(es_worker_exit, arg);
 
 	BackgroundWorkerInitializeConnectionByOid(dbid, InvalidOid, 0);
+	es_batch_timeout = RegisterTimeout(USER_TIMEOUT, es_batch_timeout_handler);
 	cxt = AllocSetContextCreate(TopMemoryContext, "eventstore worker", ALLOCSET_DEFAULT_SIZES);
 
 	for (;;)
 	{
 		volatile bool busy = false;
 
+		/* a cancel between batches (a late one) has nothing to cancel */
+		QueryCancelPending = false;
 		CHECK_FOR_INTERRUPTS();
+		MemoryContextSwitchTo(cxt);
 		if (ConfigReloadPending)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 		}
-		MemoryContextReset(cxt);
+
+		/* wake-ups from now on are for this round's successor */
+		(void) pg_atomic_exchange_u32(&es_my_slot->wake_pending, 0);
 
 		/*
 		 * An error outside a batch is logged and the round tried again
@@ -650,21 +1082,21 @@ EsDatabaseWorkerMain(Datum arg)
 		 */
 		PG_TRY();
 		{
-			if (es_extension_installed())
-			{
-				List	   *due = NIL;
-				ListCell   *lc;
+			List	   *due = NIL;
+			ListCell   *lc;
+			bool		installed = es_worker_due(&due);
 
-				es_worker_exec("SELECT eventstore_internal.worker_due()", 0, NULL, NULL, &due);
+			if (installed)
 				elog(DEBUG1, "eventstore worker: %d projections due", list_length(due));
-				foreach(lc, due)
-				{
-					elog(DEBUG1, "eventstore worker: running projection \"%s\"", (char *) lfirst(lc));
-					if (es_worker_run_one((char *) lfirst(lc), cxt) >= es_worker_batch_size)
-						busy = true;
-					CHECK_FOR_INTERRUPTS();
-				}
-				list_free_deep(due);
+			es_publish_wants_appends(installed && due != NIL);
+			foreach(lc, due)
+			{
+				EsDue	   *d = (EsDue *) lfirst(lc);
+
+				elog(DEBUG1, "eventstore worker: running projection \"%s\"", d->name);
+				if (es_worker_run_one(d, cxt) >= es_worker_batch_size)
+					busy = true;
+				CHECK_FOR_INTERRUPTS();
 			}
 		}
 		PG_CATCH();
@@ -672,11 +1104,12 @@ EsDatabaseWorkerMain(Datum arg)
 			ErrorData  *edata = es_worker_catch(cxt);
 
 			(void) es_worker_report(edata);
-			FreeErrorData(edata);
 			busy = false;
 		}
 		PG_END_TRY();
 
+		Assert(CurrentMemoryContext == cxt);
+		MemoryContextReset(cxt);
 		if (!busy)
 		{
 			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,

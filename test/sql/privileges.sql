@@ -12,9 +12,9 @@ SELECT count(*) AS n_relations FROM pg_class AS c JOIN pg_namespace AS n ON n.oi
 SELECT plan(30 + 4 + :n_functions + :n_relations);
 
 -- What PUBLIC gets, object by object (README, Privileges): EXECUTE on
--- category() and consumer_group_member(), nothing else.
+-- category(), consumer_group_member() and worker_serves(), nothing else.
 SELECT function_privs_are(n.nspname, p.proname, string_to_array(oidvectortypes(p.proargtypes), ', '), 'public',
-                          CASE WHEN (n.nspname, p.proname) IN (('eventstore', 'category'), ('eventstore', 'consumer_group_member'))
+                          CASE WHEN (n.nspname, p.proname) IN (('eventstore', 'category'), ('eventstore', 'consumer_group_member'), ('eventstore', 'worker_serves'))
                                THEN ARRAY['EXECUTE'] ELSE ARRAY[]::text[] END,
                           format('PUBLIC privileges on %s', p.oid::regprocedure))
   FROM pg_proc AS p JOIN pg_namespace AS n ON n.oid = p.pronamespace

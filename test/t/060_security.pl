@@ -465,14 +465,14 @@ for my $i (1 .. $room)
 # 6. Exactly the documented functions per role.
 my %expect = (
 	es_writer => 'eventstore.append(text,jsonb,bigint) eventstore.append_event(text,text,jsonb,jsonb,bigint,uuid) '
-	  . 'eventstore.category(text) eventstore.consumer_group_member(text,integer) eventstore.load_snapshot(text) '
+	  . 'eventstore.category(text) eventstore.consumer_group_member(text,integer) eventstore.worker_serves() eventstore.load_snapshot(text) '
 	  . 'eventstore.read_stream(text,bigint,integer,boolean) eventstore.save_snapshot(text,bigint,jsonb) '
 	  . 'eventstore.stream_version(text)',
-	es_reader => 'eventstore.category(text) eventstore.consumer_group_member(text,integer) eventstore.head_position() '
+	es_reader => 'eventstore.category(text) eventstore.consumer_group_member(text,integer) eventstore.worker_serves() eventstore.head_position() '
 	  . 'eventstore.load_snapshot(text) eventstore.read_all(bigint,integer,text,text[]) '
 	  . 'eventstore.read_category(text,bigint,integer,integer,integer) '
 	  . 'eventstore.read_stream(text,bigint,integer,boolean) eventstore.stream_version(text)',
-	es_consumer => 'eventstore.ack(text) eventstore.ack(text,eventstore.cursor) eventstore.category(text) '
+	es_consumer => 'eventstore.ack(text) eventstore.ack(text,eventstore.cursor) eventstore.alter_projection(text,interval) eventstore.category(text) eventstore.worker_serves() '
 	  . 'eventstore.consumer_group_member(text,integer) eventstore.create_projection(text,regprocedure,text,text,text[]) '
 	  . 'eventstore.create_subscription(text,text,text[],bigint) eventstore.drop_projection(text) '
 	  . 'eventstore.drop_subscription(text) eventstore.get_checkpoint(text) eventstore.head_position() '

@@ -15,7 +15,7 @@ use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 
-our @EXPORT = qw(eventstore_node wait_backend_gone start_psql_script readme_block);
+our @EXPORT = qw(eventstore_node wait_backend_gone start_psql_script readme_block worker_pid worker_rounds);
 
 # eventstore_node(name, extra postgresql.conf text or undef, init options)
 sub eventstore_node
@@ -72,6 +72,26 @@ sub readme_block
 	$readme =~ /^<!-- test: \Q$name\E -->\n```sql\n(.*?)^```$/ms
 	  or die "README.md has no block <!-- test: $name -->";
 	return $1;
+}
+
+# The pid of the running projection worker (waits for it to start).
+sub worker_pid
+{
+	my ($node) = @_;
+	$node->poll_query_until('postgres',
+		q{SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'eventstore projection worker'})
+	  or die 'the projection worker does not run';
+	return $node->safe_psql('postgres',
+		q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'eventstore projection worker'});
+}
+
+# How many rounds the worker with that pid has logged (log_min_messages = debug1).
+sub worker_rounds
+{
+	my ($node, $pid) = @_;
+	my $log = slurp_file($node->logfile);
+	my @r = ($log =~ /\[$pid\] DEBUG:  eventstore worker: \d+ projections due/g);
+	return scalar @r;
 }
 
 1;

@@ -52,20 +52,11 @@ BEGIN
 END $$;
 });
 
-ok( $node->poll_query_until(
-		'postgres',
-		q{SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'eventstore projection worker'}),
-	'the projection worker runs');
-my $pid = $node->safe_psql('postgres',
-	q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'eventstore projection worker'});
+my $pid = worker_pid($node);
+ok($pid, 'the projection worker runs');
 
 # Rounds the worker has logged so far.
-sub rounds
-{
-	my $log = slurp_file($node->logfile);
-	my @r = ($log =~ /\[$pid\] DEBUG:  eventstore worker: \d+ projections due/g);
-	return scalar @r;
-}
+sub rounds { return worker_rounds($node, $pid); }
 
 # Wait until every projection is caught up and the worker sleeps.
 sub wait_idle

@@ -369,6 +369,7 @@ for my $case (
 	[ q{SELECT eventstore.run_projection('alice_proj')}, 'projection "alice_proj"' ],
 	[ q{SELECT eventstore.reset_projection('alice_proj')}, 'projection "alice_proj"' ],
 	[ q{SELECT eventstore.drop_projection('alice_proj')}, 'projection "alice_proj"' ],
+	[ q{SELECT eventstore.alter_projection('alice_proj', '1s')}, 'projection "alice_proj"' ],
 	[ q{SELECT eventstore.save_checkpoint('alice_reader', 5)}, 'consumer "alice_reader"' ],
 	[ q{SELECT eventstore.save_checkpoint('alice_proj', 5)}, 'consumer "alice_proj"' ],
 	[ q{SELECT eventstore.mark_processed('alice_reader', gen_random_uuid())}, 'consumer "alice_reader"' ],

@@ -266,6 +266,12 @@ my ($rc, $out, $err) = $node->psql('upg', q{SELECT eventstore.mark_processed('',
 like($err, qr/invalid consumer name/, "  but 0.2.0 refuses those names ('')");
 ($rc, $out, $err) = $node->psql('upg', q{SELECT eventstore.mark_processed(repeat('x', 256), gen_random_uuid())});
 like($err, qr/invalid consumer name/, '  (256 bytes)');
+# CHANGELOG.md's way out: copy the marks to a valid name.
+sql(q{INSERT INTO eventstore.processed (consumer, event_id, processed_at)
+      SELECT 'm_renamed', event_id, processed_at FROM eventstore.processed WHERE consumer = ''});
+is(sql(q{SELECT string_agg(eventstore.mark_processed('m_renamed', event_id)::text, ' ' ORDER BY global_position)
+           FROM eventstore.events WHERE global_position IN (1, 2)}),
+	'false true', "  and their marks copied to a valid name go on");
 
 # ---- after the update -------------------------------------------------
 

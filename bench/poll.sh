@@ -106,7 +106,7 @@ if want empty; then
                 { tail "$out/empty_pgbench.$1.$r.txt" >&2; exit 1; }
             lat=$(sed -n 's/^latency average = \([0-9.]*\) ms/\1/p' "$out/empty_pgbench.$1.$r.txt")
             printf '%s\t%s\t%s\n' "$1" "$r" "$lat" >>"$out/empty_pgbench.tsv"
-            qa -F $'\t' -c "SELECT calls, events, round(cpu_ms / calls, 3), round(wall_ms / calls, 3) FROM pollbench.runs
+            qa -F $'\t' -c "SELECT calls, events, round((cpu_ms / calls)::numeric, 3), round((wall_ms / calls)::numeric, 3) FROM pollbench.runs
                              WHERE part = 'empty' AND what = '$1' AND round = $r" |
                 awk -F'\t' -v v="$1" -v r="$r" -v l="$lat" '{ printf "   %-8s round %d: %7d calls (%d events), cpu %6.3f ms, wall %6.3f ms per call; pgbench -c 1 latency %s ms\n", v, r, $1, $2, $3, $4, l }'
         done
@@ -229,9 +229,9 @@ if want catchup; then
     q -c "SET synchronous_commit = off" -c "CALL pollbench.gen('cu-a', $((EVENTS / 2)), $TX_EVENTS)" &
     q -c "SET synchronous_commit = off" -c "CALL pollbench.gen('cu-b', $((EVENTS - EVENTS / 2)), $TX_EVENTS)" &
     wait
-    gen_s=$(echo "$(date +%s.%N) - $t0" | bc)
+    gen_s=$(awk -v a="$(date +%s.%N)" -v b="$t0" 'BEGIN { printf "%.0f", a - b }')
     wal=$(qa -c "SELECT pg_size_pretty(pg_wal_lsn_diff(pg_current_wal_insert_lsn(), min(restart_lsn))) FROM pg_replication_slots")
-    printf '   generated in %.0f s; %s of WAL behind the slots\n' "$gen_s" "$wal"
+    printf '   generated in %s s; %s of WAL behind the slots\n' "$gen_s" "$wal"
     sub_drop cuh
     sub_create "'cuh', from_position => $from"     # the same events, from the table (history)
     q -c CHECKPOINT
@@ -243,7 +243,7 @@ if want catchup; then
             else
                 q -c "CALL pollbench.catchup('read_all', $r, 'read_all', NULL, $from, 1000)"
             fi
-            qa -F $'\t' -c "SELECT calls, events, round(wall_ms), round(cpu_ms) FROM pollbench.runs WHERE part = 'catchup' AND what = '$c' AND round = $r" |
+            qa -F $'\t' -c "SELECT calls, events, round(wall_ms::numeric), round(cpu_ms::numeric) FROM pollbench.runs WHERE part = 'catchup' AND what = '$c' AND round = $r" |
                 awk -F'\t' -v c=$c -v r=$r '{ printf "   %-8s round %d: %d pages, %d events, wall %d ms, cpu %d ms: %.0f events/s (wall)\n", c, r, $1, $2, $3, $4, $2 / $3 * 1000 }'
         done
         sub_drop "cu$r"
@@ -253,7 +253,7 @@ if want catchup; then
     {
         [ -s "$table" ] && echo
         echo "(c) Catch-up of $EVENTS events (appended by 2 sessions, $TX_EVENTS events per transaction, after the subscriptions were created,"
-        echo "so poll decodes them from the slot; WAL of the events: $wal; generation ${gen_s%.*} s), pages of 1000, one transaction per page"
+        echo "so poll decodes them from the slot; WAL of the events: $wal; generation $gen_s s), pages of 1000, one transaction per page"
         echo "(poll + ack, or read_all + checkpoint row), until a page comes back empty. $CU_ROUNDS rounds (a fresh subscription each), alternating"
         echo "which consumer runs first; medians. Also, once: a subscription created afterwards with from_position before the events (poll"
         echo "then reads them from the table as history)."
@@ -270,7 +270,7 @@ if want catchup; then
             esac
             qa -F $'\t' -c "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY events), percentile_cont(0.5) WITHIN GROUP (ORDER BY calls),
                                    percentile_cont(0.5) WITHIN GROUP (ORDER BY wall_ms), percentile_cont(0.5) WITHIN GROUP (ORDER BY cpu_ms),
-                                   string_agg(round(wall_ms)::text, ' ' ORDER BY round)
+                                   string_agg(round(wall_ms::numeric)::text, ' ' ORDER BY round)
                               FROM pollbench.runs WHERE part = 'catchup' AND what = '$c'" |
                 awk -F'\t' -v d="$d" -v c=$c -v rw="$ra_w" -v rc="$ra_c" '{
                     printf "| %s | %d | %d | %.0f | %.0f | **%.0f** | %.0f | %s | %s | %s |\n", d, $1, $2, $3, $4, $1 / $3 * 1000, $1 / $4 * 1000,

@@ -22,7 +22,8 @@ OBJS = \
 	src/immutable.o \
 	src/slot.o \
 	src/caller.o \
-	src/subscription.o
+	src/subscription.o \
+	src/poll.o
 
 EXTVERSION = 0.2.0
 

@@ -345,6 +345,11 @@ RETURNS TABLE (global_position bigint, stream text, stream_version bigint, event
     SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION eventstore_internal.poll(regrole, text, integer) IS 'internal: poll for caller';
 
+CREATE OR REPLACE FUNCTION eventstore_internal.polled_empty(name text) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'eventstore_polled_empty'
+    LANGUAGE C VOLATILE STRICT;
+COMMENT ON FUNCTION eventstore_internal.polled_empty(text) IS 'internal: did this transaction poll the subscription and find nothing';
+
 CREATE OR REPLACE FUNCTION eventstore.ack(name text, cursor eventstore.cursor) RETURNS void
     AS 'MODULE_PATHNAME', 'eventstore_as_caller'
     LANGUAGE C VOLATILE;
@@ -404,6 +409,9 @@ DECLARE
 BEGIN
     s := eventstore_internal.subscription_lock(caller, ack.name);
     IF s.polled_xid IS DISTINCT FROM pg_catalog.pg_current_xact_id() THEN
+        IF eventstore_internal.polled_empty(s.name) THEN
+            RETURN;   -- it polled and found nothing: nothing to acknowledge
+        END IF;
         RAISE EXCEPTION 'this transaction has not polled subscription "%"', s.name
             USING ERRCODE = '55000',
                   HINT = 'Call eventstore.poll and eventstore.ack(name) in one transaction, or pass the cursor to acknowledge (clients in autocommit mode: eventstore.ack(name, cursor)).';

@@ -45,6 +45,7 @@
 #include "replication/logical.h"
 #include "replication/slot.h"
 #include "storage/lmgr.h"
+#include "storage/proc.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/inval.h"
@@ -144,6 +145,28 @@ typedef struct EsPollDecode
 	XLogRecPtr	progress;		/* end of the last transaction decoded */
 	bool		replayed;		/* a transaction was replayed */
 } EsPollDecode;
+
+/*
+ * The subscriptions this transaction polled without finding anything (its
+ * local transaction id, and names in TopTransactionContext).
+ */
+static LocalTransactionId es_empty_polls_lxid = InvalidLocalTransactionId;
+static List *es_empty_polls = NIL;
+
+static void
+es_note_empty_poll(const char *name)
+{
+	MemoryContext old;
+
+	if (es_empty_polls_lxid != MyProc->lxid)
+	{
+		es_empty_polls = NIL;
+		es_empty_polls_lxid = MyProc->lxid;
+	}
+	old = MemoryContextSwitchTo(TopTransactionContext);
+	es_empty_polls = lappend(es_empty_polls, pstrdup(name));
+	MemoryContextSwitchTo(old);
+}
 
 static SPIPlanPtr
 es_prepare(const char *sql, int nargs, Oid *argtypes)
@@ -561,6 +584,8 @@ eventstore_poll(PG_FUNCTION_ARGS)
 	TupleDesc	cursor_desc;
 	MemoryContext cxt = CurrentMemoryContext;
 	int			n = 0;
+	bool		had_sample;
+	int64		recovery_position;
 
 	if (PG_ARGISNULL(2) || PG_GETARG_INT32(2) < 1)
 		ereport(ERROR,
@@ -592,6 +617,9 @@ eventstore_poll(PG_FUNCTION_ARGS)
 			elog(ERROR, "logging a restart point failed");
 		es_poll_lock(args, argnulls, &st, cxt);
 	}
+
+	had_sample = st.has_sample;
+	recovery_position = st.recovery_position;
 
 	/* a second poll in one transaction continues after the first */
 	cur = st.polled_here ? st.polled : st.checkpoint;
@@ -645,7 +673,7 @@ eventstore_poll(PG_FUNCTION_ARGS)
 		 * A recovery sample (see the table): the head, then where WAL ends,
 		 * flushed so that decoding below reaches it.
 		 */
-		if (!st.has_sample)
+		if (!st.has_sample && st.head > st.recovery_position)
 		{
 			st.sample_position = st.head;
 			st.sample_lsn = GetXLogInsertRecPtr();
@@ -690,7 +718,38 @@ eventstore_poll(PG_FUNCTION_ARGS)
 		}
 	}
 
-	es_poll_update(&st, &cur);
+	/*
+	 * Write the row only when something changed: a poll that finds nothing
+	 * writes no WAL, which the next poll would decode again.  ack(name)
+	 * after it learns from es_note_empty_poll that this transaction polled.
+	 */
+	if (n > 0 || st.polled_here || st.has_sample != had_sample ||
+		st.recovery_position != recovery_position)
+		es_poll_update(&st, &cur);
+	else
+		es_note_empty_poll(st.name);
 	SPI_finish();
 	return (Datum) 0;
+}
+
+PG_FUNCTION_INFO_V1(eventstore_polled_empty);
+
+/*
+ * SQL: eventstore_internal.polled_empty(name) -- did this transaction poll
+ * the subscription and find nothing (so poll left its row as it was)?
+ */
+Datum
+eventstore_polled_empty(PG_FUNCTION_ARGS)
+{
+	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	ListCell   *lc;
+
+	if (es_empty_polls_lxid != MyProc->lxid)
+		PG_RETURN_BOOL(false);
+	foreach(lc, es_empty_polls)
+	{
+		if (strcmp((char *) lfirst(lc), name) == 0)
+			PG_RETURN_BOOL(true);
+	}
+	PG_RETURN_BOOL(false);
 }

@@ -47,6 +47,7 @@
 #include "storage/lmgr.h"
 #include "storage/proc.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
 #include "utils/fmgroids.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
@@ -59,8 +60,11 @@
 #include "utils/typcache.h"
 
 #include "eventstore.h"
+#include "catalog.h"
 #include "decoder.h"
 #include "poll.h"
+#include "result.h"
+#include "subscription.h"
 
 /* The bookkeeping statements (prepared once per backend). */
 #define ES_POLL_SQL_RESTART_POINT \
@@ -77,7 +81,7 @@
 	"       (s.polled).lsn, (s.polled).seq, (s.polled).position," \
 	"       s.recovery_position, s.recovery_sample_lsn, s.recovery_sample_position," \
 	"       t.xmin, rs.slot_name IS NULL OR rs.wal_status = 'lost', rs.confirmed_flush_lsn," \
-	"       eventstore.head_position()" \
+	"       eventstore.head_position(), s.event_types" \
 	"  FROM eventstore_internal.subscription_lock($1, $2) AS s" \
 	"  LEFT JOIN eventstore.subscription AS t ON t.name = s.name" \
 	"  LEFT JOIN pg_catalog.pg_replication_slots AS rs ON rs.slot_name = s.slot_name"
@@ -118,6 +122,7 @@ typedef struct EsPollState
 	char	   *slot_name;
 	char	   *stream_prefix;	/* NULL: every stream */
 	char	   *event_types;	/* comma-separated; NULL: every type */
+	Datum		event_types_array;	/* text[] of them */
 	bool		has_seam;
 	int64		seam;
 	EsCursor	checkpoint;
@@ -142,6 +147,7 @@ typedef struct EsPollDecode
 	int			max_count;
 	EsDecodedEvent *events;
 	int			nevents;
+	int			capacity;		/* of events */
 	XLogRecPtr	progress;		/* end of the last transaction decoded */
 	bool		replayed;		/* a transaction was replayed */
 } EsPollDecode;
@@ -267,20 +273,16 @@ es_poll_lock(Datum *args, char *argnulls, EsPollState *st, MemoryContext cxt)
 	st->slot_lost = isnull || DatumGetBool(d);
 	st->confirmed_flush = es_col_lsn(18);
 	st->head = es_col_int64(19, 0);
-}
+	d = es_col(20, &isnull);
+	if (isnull)
+		st->event_types_array = (Datum) 0;
+	else
+	{
+		MemoryContext old = MemoryContextSwitchTo(cxt);
 
-/* Make every commit so far durable (see eventstore_flush_wal). */
-static void
-es_flush_wal(void)
-{
-	XLogRecPtr	upto = GetXLogInsertRecPtr();
-	uint32		off = upto % XLOG_BLCKSZ;
-
-	if (off == SizeOfXLogShortPHD ||
-		(off == SizeOfXLogLongPHD &&
-		 XLogSegmentOffset(upto, wal_segment_size) == SizeOfXLogLongPHD))
-		upto -= off;
-	XLogFlush(upto);
+		st->event_types_array = datumCopy(d, false, -1);
+		MemoryContextSwitchTo(old);
+	}
 }
 
 static bool
@@ -314,6 +316,11 @@ es_poll_write(LogicalDecodingContext *ctx, XLogRecPtr lsn pg_attribute_unused(),
 			(pd->has_seam && ev.position <= pd->seam) ||
 			pd->nevents >= pd->max_count)
 			return;				/* acknowledged, delivered from history, or enough */
+		if (pd->nevents == pd->capacity)
+		{
+			pd->capacity = (int) Min((int64) pd->capacity * 2, (int64) pd->max_count);
+			pd->events = repalloc_huge(pd->events, sizeof(EsDecodedEvent) * pd->capacity);
+		}
 		pd->events[pd->nevents++] = ev;
 	}
 	else if (out->len == 1 + (int) sizeof(XLogRecPtr) && out->data[0] == ES_DECODED_PROGRESS)
@@ -325,17 +332,14 @@ es_poll_write(LogicalDecodingContext *ctx, XLogRecPtr lsn pg_attribute_unused(),
 /*
  * Decode the slot from its restart_lsn up to end_of_wal, or until
  * max_count events were collected; move the slot first to confirm_first
- * (if valid), and, when nothing was collected, to the end of the last
- * decoded transaction if move_idle.  The caches decoding filled from the
+ * (if valid), and, when nothing was collected, to the end of what was
+ * decoded if move_idle (all of it was acknowledged or unwanted).  The caches decoding filled from the
  * historic catalogs are dropped before returning, also on error.
  */
-static void
-es_poll_decode(EsPollState *st, EsPollDecode *pd, XLogRecPtr end_of_wal,
-			   XLogRecPtr confirm_first, bool move_idle, bool *reached_end)
+static List *
+es_poll_options(EsPollState *st)
 {
-	ResourceOwner old_resowner = CurrentResourceOwner;
 	List	   *options = NIL;
-	LogicalDecodingContext *volatile ctx = NULL;
 
 	options = lappend(options, makeDefElem("output-format", (Node *) makeString("cursors"), -1));
 	if (st->stream_prefix != NULL)
@@ -344,6 +348,15 @@ es_poll_decode(EsPollState *st, EsPollDecode *pd, XLogRecPtr end_of_wal,
 	if (st->event_types != NULL)
 		options = lappend(options, makeDefElem("event-types",
 											   (Node *) makeString(st->event_types), -1));
+	return options;
+}
+
+static void
+es_poll_decode(EsPollState *st, EsPollDecode *pd, XLogRecPtr end_of_wal,
+			   XLogRecPtr confirm_first, bool move_idle, bool *reached_end)
+{
+	ResourceOwner old_resowner = CurrentResourceOwner;
+	LogicalDecodingContext *ctx;
 
 	CheckLogicalDecodingRequirements();
 	ReplicationSlotAcquire(st->slot_name, true);
@@ -353,7 +366,7 @@ es_poll_decode(EsPollState *st, EsPollDecode *pd, XLogRecPtr end_of_wal,
 			confirm_first > MyReplicationSlot->data.confirmed_flush)
 			LogicalConfirmReceivedLocation(confirm_first);
 
-		ctx = CreateDecodingContext(InvalidXLogRecPtr, options, false,
+		ctx = CreateDecodingContext(InvalidXLogRecPtr, es_poll_options(st), false,
 									XL_ROUTINE(.page_read = read_local_xlog_page,
 											   .segment_open = wal_segment_open,
 											   .segment_close = wal_segment_close),
@@ -383,14 +396,13 @@ es_poll_decode(EsPollState *st, EsPollDecode *pd, XLogRecPtr end_of_wal,
 		 * position again, which applies the restart point candidates this
 		 * decoding found.
 		 */
-		if (move_idle && pd->nevents == 0 && !XLogRecPtrIsInvalid(pd->progress) &&
-			pd->progress > MyReplicationSlot->data.confirmed_flush)
-			LogicalConfirmReceivedLocation(pd->progress);
+		if (move_idle && pd->nevents == 0 && *reached_end &&
+			ctx->reader->EndRecPtr > MyReplicationSlot->data.confirmed_flush)
+			LogicalConfirmReceivedLocation(ctx->reader->EndRecPtr);
 		else if (!XLogRecPtrIsInvalid(MyReplicationSlot->data.confirmed_flush))
 			LogicalConfirmReceivedLocation(MyReplicationSlot->data.confirmed_flush);
 
 		FreeDecodingContext(ctx);
-		ctx = NULL;
 		ReplicationSlotRelease();
 		if (pd->replayed)
 			EsDecoderDropCaches();
@@ -496,13 +508,7 @@ es_poll_history(ReturnSetInfo *rsinfo, EsPollState *st, EsCursor *cur, int max_c
 	else
 		argnulls[2] = 'n';
 	if (st->event_types != NULL)
-	{
-		Datum		types = DirectFunctionCall2(text_to_array,
-												CStringGetTextDatum(st->event_types),
-												CStringGetTextDatum(","));
-
-		args[3] = types;
-	}
+		args[3] = st->event_types_array;
 	else
 		argnulls[3] = 'n';
 	args[4] = Int64GetDatum(st->seam);
@@ -658,7 +664,8 @@ eventstore_poll(PG_FUNCTION_ARGS)
 		pd.has_seam = st.has_seam;
 		pd.seam = st.seam;
 		pd.max_count = max_count;
-		pd.events = palloc(sizeof(EsDecodedEvent) * max_count);
+		pd.capacity = Min(max_count, 64);
+		pd.events = palloc(sizeof(EsDecodedEvent) * pd.capacity);
 
 		/*
 		 * Bring the slot to the acknowledged checkpoint -- once that
@@ -681,7 +688,7 @@ eventstore_poll(PG_FUNCTION_ARGS)
 			flush = true;
 		}
 		if (flush)
-			es_flush_wal();
+			EsFlushWal();
 		end_of_wal = GetFlushRecPtr(NULL);
 
 		/*

@@ -24,6 +24,7 @@
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/pg_lsn.h"
+#include "utils/timestamp.h"
 
 #include "preload.h"
 #include "slot.h"
@@ -39,6 +40,7 @@ int			es_reserved_replication_slots = 2;
 typedef struct EsRunningXactsShared
 {
 	pg_atomic_uint64 last_logged;
+	pg_atomic_uint64 last_logged_at;	/* TimestampTz of the last one */
 } EsRunningXactsShared;
 
 static EsRunningXactsShared *es_running_xacts = NULL;
@@ -77,7 +79,10 @@ EsSubscriptionShmemInit(void)
 	es_running_xacts = ShmemInitStruct("eventstore running xacts",
 									   sizeof(EsRunningXactsShared), &found);
 	if (!found)
+	{
 		pg_atomic_init_u64(&es_running_xacts->last_logged, 0);
+		pg_atomic_init_u64(&es_running_xacts->last_logged_at, 0);
+	}
 	LWLockRelease(AddinShmemInitLock);
 }
 
@@ -144,26 +149,24 @@ eventstore_flush_wal(PG_FUNCTION_ARGS pg_attribute_unused())
  * than this behind its confirmed_flush_lsn, _log_running_xacts logs a
  * running-transactions record.
  *
- * Every poll decodes from restart_lsn (pg_replication_slot_advance and
- * pg_logical_slot_peek_changes both start there), and restart_lsn only
- * moves when decoding passes such a record, which PostgreSQL itself logs
- * every 15 s (bgwriter) or at a checkpoint: at 1000 single-event appends a
- * second (~0.9 MB of WAL/s) that is up to ~14 MB decoded again per poll.
- * The cost of this limit is what a poll decodes again, up to about this
- * much WAL twice (advance, then peek): 256 kB is ~300 single-event
- * transactions, ~2-3 ms of a core at the ~100 MB/s decoding measured in
- * bench/DECODING.md.  The cost of a record is small but not nothing:
- * ProcArrayLock while it is built, a few dozen bytes of WAL, and every
- * decoding slot that passes it writes a snapshot file (pg_logical/snapshots,
- * fsynced, removed at checkpoints).  Records are logged at most once per
- * half this much WAL for the whole server (see below), so at most 8 a
- * second at ~1 MB/s of WAL, however many subscriptions there are.
- * Measured at 1000 events/s (bench/DECODING.md): 256 kB keeps the lag at
- * ~130 kB on average and a poll at ~4.7 ms of CPU (13.8 ms without the
- * records); 64 kB cut the lag to ~40 kB but the CPU only to ~4.4 ms, as
- * what remains is a fixed cost per decoding call.  So not lower.
+ * Every poll decodes from restart_lsn, and restart_lsn only moves when
+ * decoding passes such a record, which PostgreSQL itself logs every 15 s
+ * (bgwriter) or at a checkpoint: at 1000 single-event appends a second
+ * (~0.9 MB of WAL/s) that is up to ~14 MB decoded again per poll.  Since
+ * poll decodes in C without a fixed cost per call (0.2.0), what a poll
+ * decodes again is most of what an empty poll costs: 16 kB is ~20
+ * single-event transactions, ~0.1 ms of a core.  The cost of a record is
+ * small but not nothing: ProcArrayLock while it is built, a few dozen
+ * bytes of WAL, and one snapshot file (pg_logical/snapshots, fsynced,
+ * removed at checkpoints) written by the first decoding slot that passes
+ * it.  So records are rate-limited for the whole server (see below): at
+ * most one per ES_RUNNING_XACTS_WAL of WAL or per ES_RUNNING_XACTS_MS,
+ * however many subscriptions there are -- at ~1 MB/s of WAL about 10 a
+ * second, and in an idle store one, after which the slots catch up.
  */
-#define ES_RESTART_LAG_MAX	((XLogRecPtr) 256 * 1024)
+#define ES_RESTART_LAG_MAX	((XLogRecPtr) 16 * 1024)
+#define ES_RUNNING_XACTS_WAL	((XLogRecPtr) 128 * 1024)
+#define ES_RUNNING_XACTS_MS		100
 
 /*
  * When the logical slot's restart_lsn trails its confirmed_flush_lsn by
@@ -181,10 +184,11 @@ eventstore_flush_wal(PG_FUNCTION_ARGS pg_attribute_unused())
  * yet and does not hold the candidate back -- unless the consumer wrote
  * something earlier in that transaction (then the next record moves it).
  *
- * Rate limit: nothing is logged while less than ES_RESTART_LAG_MAX / 2 of
- * WAL was written since the last record logged here, by any backend: such
- * a recent record lies within the lagging slot's window already, and the
- * slot only has to decode and confirm past it.  Nothing either on a standby
+ * Rate limit: nothing is logged while less than ES_RUNNING_XACTS_WAL of WAL
+ * was written and less than ES_RUNNING_XACTS_MS passed since the last
+ * record logged here, by any backend: such a recent record lies within the
+ * lagging slot's window already, and the slot only has to decode and
+ * confirm past it.  Nothing either on a standby
  * (no WAL can be written there; PostgreSQL 15 decodes only on a primary)
  * or for a slot that is not a logical slot of this database.
  */
@@ -195,6 +199,7 @@ EsLogRunningXactsIfBehind(const char *slot_name)
 	uint64		last;
 	XLogRecPtr	insert;
 	XLogRecPtr	recptr;
+	TimestampTz now;
 
 	EsRequirePreloaded();
 	if (RecoveryInProgress() || !XLogStandbyInfoActive())
@@ -206,18 +211,22 @@ EsLogRunningXactsIfBehind(const char *slot_name)
 		return InvalidXLogRecPtr;
 
 	insert = GetXLogInsertRecPtr();
+	now = GetCurrentTimestamp();
 	last = pg_atomic_read_u64(&es_running_xacts->last_logged);
-	if (insert < last + ES_RESTART_LAG_MAX / 2)
+	if (insert < last + ES_RUNNING_XACTS_WAL &&
+		now < (TimestampTz) pg_atomic_read_u64(&es_running_xacts->last_logged_at) +
+		ES_RUNNING_XACTS_MS * 1000)
 		return InvalidXLogRecPtr;
 	/* of several backends here at once, one logs */
 	if (!pg_atomic_compare_exchange_u64(&es_running_xacts->last_logged, &last, insert))
 		return InvalidXLogRecPtr;
+	pg_atomic_write_u64(&es_running_xacts->last_logged_at, (uint64) now);
 
 	recptr = LogStandbySnapshot();
 
 	/*
 	 * Decoding reads only flushed WAL: flush, so this poll's peek can pass
-	 * the record already.  At most once per ES_RESTART_LAG_MAX / 2 of WAL.
+	 * the record already.
 	 */
 	XLogFlush(recptr);
 	return recptr;

@@ -35,7 +35,6 @@
 #include "replication/logical.h"
 #include "replication/output_plugin.h"
 #include "utils/builtins.h"
-#include "utils/catcache.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
 #include "utils/json.h"
@@ -43,8 +42,6 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
-#include "utils/relcache.h"
-#include "utils/snapmgr.h"
 #include "utils/uuid.h"
 #if PG_VERSION_NUM >= 160000
 #include "varatt.h"
@@ -71,7 +68,6 @@ typedef struct EsDecoder
 	int			skipped;		/* changes since the last progress report */
 	bool		write_progress; /* write a line for commits without events */
 	bool		cursors;		/* output-format cursors (decoder.h) */
-	bool		caches_dropped; /* es_begin dropped the present caches */
 } EsDecoder;
 
 typedef struct EsRelEntry
@@ -267,34 +263,7 @@ es_shutdown(LogicalDecodingContext *ctx)
 		es_active_decoder = NULL;
 }
 
-/*
- * Drop this backend's relation and catalog cache entries, without the
- * invalidation callbacks (see es_begin).
- */
-void
-EsDecoderDropCaches(void)
-{
-	InvalidateCatalogSnapshot();
-	ResetCatalogCaches();
-	RelationCacheInvalidate(false);
-}
-
-/*
- * A transaction starts: restart its event count.
- *
- * output-format cursors decodes in an ordinary backend (eventstore.poll),
- * whose relation and catalog caches hold entries of the present catalogs.
- * Decoding must see the catalogs as they were when each change was made
- * (the historic snapshot set up for this transaction now), so the first
- * transaction replayed drops those entries: they are rebuilt from the
- * historic catalogs when decoding needs them, and poll drops them again
- * when decoding ends (EsDecoderDropCaches).  This is what
- * pg_logical_slot_get_changes does with InvalidateSystemCaches() before
- * and after every call, without its callbacks, which also throw away every
- * cached plan of the backend: nothing built during decoding derives from
- * these entries but the entries themselves.  Polls that replay nothing
- * (nothing new was committed) touch no cache at all.
- */
+/* A transaction starts: restart its event count. */
 static void
 es_begin(LogicalDecodingContext *ctx, ReorderBufferTXN *txn pg_attribute_unused())
 {
@@ -302,11 +271,6 @@ es_begin(LogicalDecodingContext *ctx, ReorderBufferTXN *txn pg_attribute_unused(
 
 	d->seq = 0;
 	d->wrote = false;
-	if (d->cursors && !d->caches_dropped)
-	{
-		EsDecoderDropCaches();
-		d->caches_dropped = true;
-	}
 }
 
 /*

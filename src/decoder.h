@@ -27,10 +27,4 @@ typedef struct EsDecodedEvent
 	TransactionId xid;			/* the transaction, to wait for its visibility */
 } EsDecodedEvent;
 
-/*
- * Drop the relation and catalog cache entries of this backend (no
- * callbacks: cached plans stay); see es_begin.
- */
-extern void EsDecoderDropCaches(void);
-
 #endif							/* EVENTSTORE_DECODER_H */

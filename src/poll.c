@@ -27,6 +27,7 @@
 #include "postgres.h"
 
 #include "access/genam.h"
+#include "access/rmgr.h"
 #include "access/htup_details.h"
 #include "access/stratnum.h"
 #include "access/table.h"
@@ -34,6 +35,7 @@
 #include "access/xact.h"
 #include "access/xlog.h"
 #include "access/xlog_internal.h"
+#include "access/xlogreader.h"
 #include "access/xlogutils.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -46,6 +48,7 @@
 #include "replication/slot.h"
 #include "storage/lmgr.h"
 #include "storage/proc.h"
+#include "storage/sinval.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/fmgroids.h"
@@ -56,6 +59,7 @@
 #include "utils/rel.h"
 #include "utils/resowner.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 #include "utils/tuplestore.h"
 #include "utils/typcache.h"
 
@@ -149,8 +153,10 @@ typedef struct EsPollDecode
 	int			nevents;
 	int			capacity;		/* of events */
 	XLogRecPtr	progress;		/* end of the last transaction decoded */
-	bool		replayed;		/* a transaction was replayed */
 } EsPollDecode;
+
+/* The reader of es_wal_changes_catalogs, freed on error. */
+static XLogReaderState *es_scan_reader = NULL;
 
 /*
  * The subscriptions this transaction polled without finding anything (its
@@ -306,7 +312,6 @@ es_poll_write(LogicalDecodingContext *ctx, XLogRecPtr lsn pg_attribute_unused(),
 	EsPollDecode *pd = ctx->output_writer_private;
 	StringInfo	out = ctx->out;
 
-	pd->replayed = true;
 	if (out->len == 1 + (int) sizeof(EsDecodedEvent) && out->data[0] == ES_DECODED_EVENT)
 	{
 		EsDecodedEvent ev;
@@ -336,6 +341,84 @@ es_poll_write(LogicalDecodingContext *ctx, XLogRecPtr lsn pg_attribute_unused(),
  * decoded if move_idle (all of it was acknowledged or unwanted).  The caches decoding filled from the
  * historic catalogs are dropped before returning, also on error.
  */
+/*
+ * Do these invalidations change what decoding reads of a relation: its
+ * pg_class row, attributes, type, namespace, the relation map, or a whole
+ * catalog?  Those always come with catalog cache messages (and relcache
+ * ones).  What does not: statistics (ANALYZE, autovacuum's too, would
+ * otherwise throw the caches away after every few thousand appends),
+ * relcache-only messages (triggers, policies, publications, relation
+ * statistics), snapshot and smgr messages.
+ */
+static bool
+es_invals_matter(SharedInvalidationMessage *msgs, int nmsgs)
+{
+	for (int i = 0; i < nmsgs; i++)
+	{
+		int8		id = msgs[i].id;
+
+		if (id >= 0 ? id != STATRELATTINH :
+			(id == SHAREDINVALCATALOG_ID || id == SHAREDINVALRELMAP_ID))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Does WAL from "from" to "upto" hold a catalog change that matters to
+ * decoding (es_invals_matter): in a commit, or in the invalidations
+ * logged at the end of a command that changed the catalogs (wal_level =
+ * logical, so also the caller's own uncommitted changes)?
+ */
+static bool
+es_wal_changes_catalogs(XLogRecPtr from, XLogRecPtr upto)
+{
+	bool		found = false;
+
+	es_scan_reader = XLogReaderAllocate(wal_segment_size, NULL,
+										XL_ROUTINE(.page_read = read_local_xlog_page,
+												   .segment_open = wal_segment_open,
+												   .segment_close = wal_segment_close),
+										NULL);
+	if (es_scan_reader == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory"),
+				 errdetail("Failed while allocating a WAL reading processor.")));
+	XLogBeginRead(es_scan_reader, from);
+	while (!found && es_scan_reader->EndRecPtr < upto)
+	{
+		char	   *errm = NULL;
+		XLogRecord *record = XLogReadRecord(es_scan_reader, &errm);
+		uint8		info;
+
+		if (errm)
+			elog(ERROR, "could not read WAL at %X/%X: %s", LSN_FORMAT_ARGS(from), errm);
+		if (record == NULL)
+			break;
+		if (XLogRecGetRmid(es_scan_reader) != RM_XACT_ID)
+			continue;
+		info = XLogRecGetInfo(es_scan_reader) & XLOG_XACT_OPMASK;
+		if (info == XLOG_XACT_INVALIDATIONS)
+		{
+			xl_xact_invals *invals = (xl_xact_invals *) XLogRecGetData(es_scan_reader);
+
+			found = es_invals_matter(invals->msgs, invals->nmsgs);
+		}
+		else if (info == XLOG_XACT_COMMIT || info == XLOG_XACT_COMMIT_PREPARED)
+		{
+			xl_xact_parsed_commit parsed;
+
+			ParseCommitRecord(XLogRecGetInfo(es_scan_reader),
+							  (xl_xact_commit *) XLogRecGetData(es_scan_reader), &parsed);
+			found = es_invals_matter(parsed.msgs, parsed.nmsgs);
+		}
+	}
+	XLogReaderFree(es_scan_reader);
+	es_scan_reader = NULL;
+	return found;
+}
+
 static List *
 es_poll_options(EsPollState *st)
 {
@@ -357,6 +440,7 @@ es_poll_decode(EsPollState *st, EsPollDecode *pd, XLogRecPtr end_of_wal,
 {
 	ResourceOwner old_resowner = CurrentResourceOwner;
 	LogicalDecodingContext *ctx;
+	volatile bool historic = false;
 
 	CheckLogicalDecodingRequirements();
 	ReplicationSlotAcquire(st->slot_name, true);
@@ -365,6 +449,24 @@ es_poll_decode(EsPollState *st, EsPollDecode *pd, XLogRecPtr end_of_wal,
 		if (!XLogRecPtrIsInvalid(confirm_first) &&
 			confirm_first > MyReplicationSlot->data.confirmed_flush)
 			LogicalConfirmReceivedLocation(confirm_first);
+
+		/*
+		 * Decoding must see each change under the catalogs of its time,
+		 * while this backend's caches hold the present ones (and whatever
+		 * this transaction changed).  pg_logical_slot_get_changes throws
+		 * every cache away before and after decoding (with every cached
+		 * plan of the backend: the ~4 ms a poll of 0.1.0 cost whatever it
+		 * found).  The two differ only if the catalogs changed since the
+		 * oldest change decoding may replay -- the slot's restart_lsn.
+		 * Every such change is in the WAL scanned here: the caller took in
+		 * the invalidations sent so far and flushed WAL to where they were
+		 * written, and a change made later is taken in only while decoding,
+		 * where it is rebuilt under the historic catalogs.  Only then are
+		 * the caches thrown away as pg_logical_slot_get_changes does.
+		 */
+		historic = es_wal_changes_catalogs(MyReplicationSlot->data.restart_lsn, end_of_wal);
+		if (historic)
+			InvalidateSystemCaches();
 
 		ctx = CreateDecodingContext(InvalidXLogRecPtr, es_poll_options(st), false,
 									XL_ROUTINE(.page_read = read_local_xlog_page,
@@ -404,12 +506,17 @@ es_poll_decode(EsPollState *st, EsPollDecode *pd, XLogRecPtr end_of_wal,
 
 		FreeDecodingContext(ctx);
 		ReplicationSlotRelease();
-		if (pd->replayed)
-			EsDecoderDropCaches();
+		if (historic)
+			InvalidateSystemCaches();
 	}
 	PG_CATCH();
 	{
 		CurrentResourceOwner = old_resowner;
+		if (es_scan_reader != NULL)
+		{
+			XLogReaderFree(es_scan_reader);
+			es_scan_reader = NULL;
+		}
 		/* a poll in a subtransaction that fails must not keep the slot */
 		if (MyReplicationSlot != NULL)
 			ReplicationSlotRelease();
@@ -657,7 +764,6 @@ eventstore_poll(PG_FUNCTION_ARGS)
 		XLogRecPtr	confirm_first = InvalidXLogRecPtr;
 		XLogRecPtr	end_of_wal;
 		bool		reached_end = false;
-		bool		flush = false;
 
 		memset(&pd, 0, sizeof(pd));
 		pd.after = cur;
@@ -672,10 +778,7 @@ eventstore_poll(PG_FUNCTION_ARGS)
 		 * acknowledgement committed, and it is durable.
 		 */
 		if (!st.checkpoint_ours && st.checkpoint.lsn > st.confirmed_flush)
-		{
 			confirm_first = st.checkpoint.lsn;
-			flush = true;
-		}
 		/*
 		 * A recovery sample (see the table): the head, then where WAL ends,
 		 * flushed so that decoding below reaches it.
@@ -685,10 +788,18 @@ eventstore_poll(PG_FUNCTION_ARGS)
 			st.sample_position = st.head;
 			st.sample_lsn = GetXLogInsertRecPtr();
 			st.has_sample = true;
-			flush = true;
 		}
-		if (flush)
-			EsFlushWal();
+		/*
+		 * Take in the catalog invalidations sent so far, then flush WAL:
+		 * what they invalidate is then in the WAL decoding reads (see
+		 * es_poll_decode).  Also makes the checkpoint's commit durable
+		 * before the slot moves to it (with synchronous_commit = off it
+		 * might otherwise not survive a crash while the slot's position
+		 * would), and the sample's LSN reachable.  No cost when WAL is
+		 * flushed already.
+		 */
+		AcceptInvalidationMessages();
+		EsFlushWal();
 		end_of_wal = GetFlushRecPtr(NULL);
 
 		/*

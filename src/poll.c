@@ -368,7 +368,9 @@ es_invals_matter(SharedInvalidationMessage *msgs, int nmsgs)
  * Does WAL from "from" to "upto" hold a catalog change that matters to
  * decoding (es_invals_matter): in a commit, or in the invalidations
  * logged at the end of a command that changed the catalogs (wal_level =
- * logical, so also the caller's own uncommitted changes)?
+ * logical, so also the caller's own uncommitted changes)?  Invalidations
+ * logged without a transaction id are of in-place updates (VACUUM's
+ * relation statistics): a catalog row changes only with one.
  */
 static bool
 es_wal_changes_catalogs(XLogRecPtr from, XLogRecPtr upto)
@@ -399,7 +401,8 @@ es_wal_changes_catalogs(XLogRecPtr from, XLogRecPtr upto)
 		if (XLogRecGetRmid(es_scan_reader) != RM_XACT_ID)
 			continue;
 		info = XLogRecGetInfo(es_scan_reader) & XLOG_XACT_OPMASK;
-		if (info == XLOG_XACT_INVALIDATIONS)
+		if (info == XLOG_XACT_INVALIDATIONS &&
+			TransactionIdIsValid(XLogRecGetXid(es_scan_reader)))
 		{
 			xl_xact_invals *invals = (xl_xact_invals *) XLogRecGetData(es_scan_reader);
 
@@ -435,7 +438,7 @@ es_poll_options(EsPollState *st)
 }
 
 static void
-es_poll_decode(EsPollState *st, EsPollDecode *pd, XLogRecPtr end_of_wal,
+es_poll_decode(EsPollState *st, EsPollDecode *pd, XLogRecPtr end_of_wal, uint64 inval_count,
 			   XLogRecPtr confirm_first, bool move_idle, bool *reached_end)
 {
 	ResourceOwner old_resowner = CurrentResourceOwner;
@@ -506,7 +509,13 @@ es_poll_decode(EsPollState *st, EsPollDecode *pd, XLogRecPtr end_of_wal,
 
 		FreeDecodingContext(ctx);
 		ReplicationSlotRelease();
-		if (historic)
+
+		/*
+		 * An invalidation taken in while decoding may be of a catalog change
+		 * after end_of_wal, whose entries decoding then rebuilt as they were
+		 * before it: throw them away too.
+		 */
+		if (historic || SharedInvalidMessageCounter != inval_count)
 			InvalidateSystemCaches();
 	}
 	PG_CATCH();
@@ -699,6 +708,8 @@ eventstore_poll(PG_FUNCTION_ARGS)
 	int			n = 0;
 	bool		had_sample;
 	int64		recovery_position;
+	uint64		inval_count;
+	XLogRecPtr	durable_upto;
 
 	if (PG_ARGISNULL(2) || PG_GETARG_INT32(2) < 1)
 		ereport(ERROR,
@@ -710,6 +721,10 @@ eventstore_poll(PG_FUNCTION_ARGS)
 	if (rsinfo->setDesc->natts != ES_NUM_EVENT_COLS + 1)
 		elog(ERROR, "eventstore_internal.poll must return the event columns and a cursor");
 	cursor_desc = lookup_rowtype_tupdesc_copy(TupleDescAttr(rsinfo->setDesc, ES_NUM_EVENT_COLS)->atttypid, -1);
+
+	AcceptInvalidationMessages();
+	inval_count = SharedInvalidMessageCounter;
+	durable_upto = EsWalInsertEnd();
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -780,8 +795,8 @@ eventstore_poll(PG_FUNCTION_ARGS)
 		if (!st.checkpoint_ours && st.checkpoint.lsn > st.confirmed_flush)
 			confirm_first = st.checkpoint.lsn;
 		/*
-		 * A recovery sample (see the table): the head, then where WAL ends,
-		 * flushed so that decoding below reaches it.
+		 * A recovery sample (see the table): the head, then where WAL ends.
+		 * It completes in the first poll whose decoding reaches it.
 		 */
 		if (!st.has_sample && st.head > st.recovery_position)
 		{
@@ -790,23 +805,31 @@ eventstore_poll(PG_FUNCTION_ARGS)
 			st.has_sample = true;
 		}
 		/*
-		 * Take in the catalog invalidations sent so far, then flush WAL:
-		 * what they invalidate is then in the WAL decoding reads (see
-		 * es_poll_decode).  Also makes the checkpoint's commit durable
-		 * before the slot moves to it (with synchronous_commit = off it
-		 * might otherwise not survive a crash while the slot's position
-		 * would), and the sample's LSN reachable.  No cost when WAL is
-		 * flushed already.
+		 * Flush WAL to where it ended when the poll began, after it took in
+		 * the catalog invalidations sent so far: what they invalidate is
+		 * then in the WAL decoding reads (see es_poll_decode).  Also makes
+		 * the checkpoint's commit durable before the slot moves to it (with
+		 * synchronous_commit = off it might otherwise not survive a crash
+		 * while the slot's position would).  No cost when WAL is flushed
+		 * already -- and not this transaction's own row lock, which would
+		 * cost an fsync a poll.  Invalidations taken in since (while
+		 * locking): flush to the end.
 		 */
-		AcceptInvalidationMessages();
-		EsFlushWal();
+		if (SharedInvalidMessageCounter != inval_count)
+		{
+			AcceptInvalidationMessages();
+			inval_count = SharedInvalidMessageCounter;
+			EsFlushWal();
+		}
+		else
+			XLogFlush(durable_upto);
 		end_of_wal = GetFlushRecPtr(NULL);
 
 		/*
 		 * The slot moves past transactions without events for us only while
 		 * this poll continues from the committed checkpoint.
 		 */
-		es_poll_decode(&st, &pd, end_of_wal, confirm_first,
+		es_poll_decode(&st, &pd, end_of_wal, inval_count, confirm_first,
 					   !st.checkpoint_ours &&
 					   cur.lsn == st.checkpoint.lsn && cur.seq == st.checkpoint.seq,
 					   &reached_end);

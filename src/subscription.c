@@ -116,8 +116,8 @@ eventstore_prevent_in_transaction_block(PG_FUNCTION_ARGS)
  * new position would, and events would be skipped.  No cost when WAL is
  * already flushed.
  */
-void
-EsFlushWal(void)
+XLogRecPtr
+EsWalInsertEnd(void)
 {
 	XLogRecPtr	upto = GetXLogInsertRecPtr();
 	uint32		off = upto % XLOG_BLCKSZ;
@@ -131,7 +131,13 @@ EsFlushWal(void)
 		(off == SizeOfXLogLongPHD &&
 		 XLogSegmentOffset(upto, wal_segment_size) == SizeOfXLogLongPHD))
 		upto -= off;
-	XLogFlush(upto);
+	return upto;
+}
+
+void
+EsFlushWal(void)
+{
+	XLogFlush(EsWalInsertEnd());
 }
 
 PG_FUNCTION_INFO_V1(eventstore_flush_wal);

@@ -16,6 +16,8 @@ extern int	es_reserved_replication_slots;
 extern void EsSubscriptionInit(void);
 extern Size EsSubscriptionShmemSize(void);
 extern void EsSubscriptionShmemInit(void);
+/* where the last WAL record inserted ends; EsFlushWal flushes to it */
+extern XLogRecPtr EsWalInsertEnd(void);
 extern void EsFlushWal(void);
 extern XLogRecPtr EsLogRunningXactsIfBehind(const char *slot_name);
 

@@ -44,6 +44,7 @@
 #endif
 
 #include "eventstore.h"
+#include "projection.h"
 
 /*
  * The handler of one call site, cached in the caller's fn_extra: no
@@ -191,32 +192,34 @@ eventstore_check_handler(PG_FUNCTION_ARGS)
 }
 
 /*
- * Call the cached handler with event as its owner, in a security-
- * restricted operation, with search_path (see the file header).  The GUC
- * nest level is always rolled back: nothing the handler SETs outlives it.
- * On error, the (sub)transaction abort restores all of it.
+ * Call handler (flinfo) with arg as owner, in a security-restricted
+ * operation, with search_path (as es_handler_search_path made it; see the
+ * file header).  The GUC nest level is always rolled back: nothing the
+ * handler SETs outlives it.  On error, the (sub)transaction abort restores
+ * all of it.
  */
 static void
-es_call_as(EsHandlerCache *c, const char *search_path, Datum event)
+es_call_handler_as(Oid handler, Oid owner, FmgrInfo *flinfo, const char *search_path,
+				   Datum arg)
 {
 	Oid			save_userid;
 	int			save_sec_context;
 	int			nestlevel;
 
-	es_check_handler(c->handler, c->owner);
+	es_check_handler(handler, owner);
 	GetUserIdAndSecContext(&save_userid, &save_sec_context);
 	nestlevel = NewGUCNestLevel();
-	(void) set_config_option("search_path", es_handler_search_path(search_path),
+	(void) set_config_option("search_path", search_path,
 							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
-	SetUserIdAndSecContext(c->owner, save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
+	SetUserIdAndSecContext(owner, save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
 						   SECURITY_RESTRICTED_OPERATION);
 	PG_TRY();
 	{
 		LOCAL_FCINFO(fcinfo, 1);
 
 		/* not OidFunctionCall1: a void SQL function returns NULL */
-		InitFunctionCallInfoData(*fcinfo, &c->flinfo, 1, InvalidOid, NULL, NULL);
-		fcinfo->args[0].value = event;
+		InitFunctionCallInfoData(*fcinfo, flinfo, 1, InvalidOid, NULL, NULL);
+		fcinfo->args[0].value = arg;
 		fcinfo->args[0].isnull = false;
 		(void) FunctionCallInvoke(fcinfo);
 	}
@@ -226,6 +229,66 @@ es_call_as(EsHandlerCache *c, const char *search_path, Datum event)
 	}
 	PG_END_TRY();
 	AtEOXact_GUC(false, nestlevel);
+}
+
+/* Call the cached handler with event (see es_call_handler_as). */
+static void
+es_call_as(EsHandlerCache *c, const char *search_path, Datum event)
+{
+	es_call_handler_as(c->handler, c->owner, &c->flinfo, es_handler_search_path(search_path),
+					   event);
+}
+
+/*
+ * Is handler a batch handler, handler(events eventstore.event[])?  (Else
+ * it takes one eventstore.event: create_projection accepts only these.)
+ */
+bool
+EsHandlerIsBatch(Oid handler)
+{
+	HeapTuple	tup;
+	bool		batch;
+
+	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(handler));
+	if (!HeapTupleIsValid(tup))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FUNCTION),
+				 errmsg("the handler of a projection, function %u, does not exist", handler),
+				 errhint("Drop the projection, or create it again with an existing handler.")));
+	batch = ((Form_pg_proc) GETSTRUCT(tup))->pronargs == 1 &&
+		((Form_pg_proc) GETSTRUCT(tup))->proargtypes.values[0] ==
+		get_array_type(EsGetCatalog()->event_type);
+	ReleaseSysCache(tup);
+	return batch;
+}
+
+/*
+ * Prepare a handler for calls by EsHandlerCall, in cxt: looked up once per
+ * batch, its search_path made once.
+ */
+void
+EsHandlerInit(EsHandler *h, Oid handler, Oid owner, const char *search_path,
+			  MemoryContext cxt)
+{
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+
+	h->handler = handler;
+	h->owner = owner;
+	h->batch = EsHandlerIsBatch(handler);
+	h->search_path = es_handler_search_path(search_path);
+	fmgr_info_cxt(handler, &h->flinfo, cxt);
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * Call a handler prepared by EsHandlerInit with arg (an eventstore.event,
+ * or an eventstore.event[] for a batch handler), as its owner with every
+ * restriction of the file header, checked again at this call.
+ */
+void
+EsHandlerCall(EsHandler *h, Datum arg)
+{
+	es_call_handler_as(h->handler, h->owner, &h->flinfo, h->search_path, arg);
 }
 
 PG_FUNCTION_INFO_V1(eventstore_call_handler);

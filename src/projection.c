@@ -281,14 +281,62 @@ EsHandlerInit(EsHandler *h, Oid handler, Oid owner, const char *search_path,
 }
 
 /*
- * Call a handler prepared by EsHandlerInit with arg (an eventstore.event,
- * or an eventstore.event[] for a batch handler), as its owner with every
- * restriction of the file header, checked again at this call.
+ * Start calling a handler prepared by EsHandlerInit: its search_path is
+ * set once, at a GUC nest level of its own, for the EsHandlerCall calls
+ * that follow; EsHandlerEnd undoes it (or the (sub)transaction's abort).
+ */
+int
+EsHandlerBegin(EsHandler *h)
+{
+	int			nestlevel = NewGUCNestLevel();
+
+	(void) set_config_option("search_path", h->search_path,
+							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+	return nestlevel;
+}
+
+/* The end of EsHandlerBegin's calls. */
+void
+EsHandlerEnd(int nestlevel)
+{
+	AtEOXact_GUC(false, nestlevel);
+}
+
+/*
+ * Call a handler prepared by EsHandlerInit, between EsHandlerBegin and
+ * EsHandlerEnd, with arg (an eventstore.event, or an eventstore.event[]
+ * for a batch handler), as its owner with every restriction of the file
+ * header, checked again at this call.  Each call has a GUC nest level of
+ * its own: whatever the handler sets, the next call starts with the
+ * projection's search_path and nothing else changed.
  */
 void
 EsHandlerCall(EsHandler *h, Datum arg)
 {
-	es_call_handler_as(h->handler, h->owner, &h->flinfo, h->search_path, arg);
+	Oid			save_userid;
+	int			save_sec_context;
+	int			nestlevel;
+
+	es_check_handler(h->handler, h->owner);
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	nestlevel = NewGUCNestLevel();
+	SetUserIdAndSecContext(h->owner, save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	PG_TRY();
+	{
+		LOCAL_FCINFO(fcinfo, 1);
+
+		InitFunctionCallInfoData(*fcinfo, &h->flinfo, 1, InvalidOid, NULL, NULL);
+		fcinfo->args[0].value = arg;
+		fcinfo->args[0].isnull = false;
+		(void) FunctionCallInvoke(fcinfo);
+	}
+	PG_FINALLY();
+	{
+		SetUserIdAndSecContext(save_userid, save_sec_context);
+	}
+	PG_END_TRY();
+	AtEOXact_GUC(false, nestlevel);
 }
 
 PG_FUNCTION_INFO_V1(eventstore_call_handler);

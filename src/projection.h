@@ -26,6 +26,8 @@ typedef struct EsHandler
 extern bool EsHandlerIsBatch(Oid handler);
 extern void EsHandlerInit(EsHandler *h, Oid handler, Oid owner, const char *search_path,
 						  MemoryContext cxt);
+extern int	EsHandlerBegin(EsHandler *h);
 extern void EsHandlerCall(EsHandler *h, Datum arg);
+extern void EsHandlerEnd(int nestlevel);
 
 #endif							/* ES_PROJECTION_H */

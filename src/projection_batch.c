@@ -152,6 +152,7 @@ static void
 es_batch_apply(EsBatch *b, int lo, int hi)
 {
 	MemoryContext old = MemoryContextSwitchTo(b->call_cxt);
+	int			nestlevel = EsHandlerBegin(&b->handler);
 
 	if (b->handler.batch)
 	{
@@ -172,6 +173,7 @@ es_batch_apply(EsBatch *b, int lo, int hi)
 			MemoryContextReset(b->call_cxt);
 		}
 	}
+	EsHandlerEnd(nestlevel);
 	MemoryContextSwitchTo(old);
 }
 

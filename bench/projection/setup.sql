@@ -15,7 +15,7 @@ CREATE FUNCTION public.hb(events eventstore.event[]) RETURNS void LANGUAGE sql
 AS $$ INSERT INTO public.rm SELECT e.event_id, e.stream, e.stream_version, e.event_type FROM unnest(events) AS e $$;
 
 -- Create projection p with handler (async: the background worker runs it
--- from position 0) and poll its lag every 100 ms until it is 0; seconds from just before
+-- from position 0) and poll its lag every 10 ms until it is 0; seconds from just before
 -- the create (the create commits in its own transaction first).
 CREATE PROCEDURE projbench.run_projection(timeout_s integer, handler text DEFAULT 'public.h(eventstore.event)',
                                           INOUT secs double precision DEFAULT NULL)

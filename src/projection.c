@@ -276,8 +276,23 @@ EsHandlerInit(EsHandler *h, Oid handler, Oid owner, const char *search_path,
 	h->owner = owner;
 	h->batch = EsHandlerIsBatch(handler);
 	h->search_path = es_handler_search_path(search_path);
+	h->cxt = cxt;
+	h->stale = false;
 	fmgr_info_cxt(handler, &h->flinfo, cxt);
 	MemoryContextSwitchTo(old);
+}
+
+/*
+ * A call of the handler failed, and its (sub)transaction was rolled back:
+ * its FmgrInfo must not be used again.  A language handler's cache in it
+ * may point to what the error freed (PL/pgSQL, when CREATE OR REPLACE
+ * FUNCTION made the function fail to compile), and the function may have
+ * changed its language.  The next EsHandlerBegin looks it up anew.
+ */
+void
+EsHandlerFailed(EsHandler *h)
+{
+	h->stale = true;
 }
 
 /*
@@ -288,8 +303,17 @@ EsHandlerInit(EsHandler *h, Oid handler, Oid owner, const char *search_path,
 int
 EsHandlerBegin(EsHandler *h)
 {
-	int			nestlevel = NewGUCNestLevel();
+	int			nestlevel;
 
+	if (h->stale)
+	{
+		/* in the caller's (sub)transaction: a function gone fails the call */
+		es_check_handler(h->handler, h->owner);
+		memset(&h->flinfo, 0, sizeof(h->flinfo));
+		fmgr_info_cxt(h->handler, &h->flinfo, h->cxt);
+		h->stale = false;
+	}
+	nestlevel = NewGUCNestLevel();
 	(void) set_config_option("search_path", h->search_path,
 							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
 	return nestlevel;

@@ -20,6 +20,8 @@ typedef struct EsHandler
 	Oid			owner;			/* the projection's owner: the role it runs as */
 	bool		batch;			/* handler(events eventstore.event[]) */
 	char	   *search_path;	/* the projection's, pg_temp last */
+	MemoryContext cxt;			/* of flinfo */
+	bool		stale;			/* a call failed: look the function up again */
 	FmgrInfo	flinfo;
 } EsHandler;
 
@@ -29,5 +31,6 @@ extern void EsHandlerInit(EsHandler *h, Oid handler, Oid owner, const char *sear
 extern int	EsHandlerBegin(EsHandler *h);
 extern void EsHandlerCall(EsHandler *h, Datum arg);
 extern void EsHandlerEnd(int nestlevel);
+extern void EsHandlerFailed(EsHandler *h);
 
 #endif							/* ES_PROJECTION_H */

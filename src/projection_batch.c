@@ -209,6 +209,7 @@ es_batch_try(EsBatch *b, int lo, int hi)
 		RollbackAndReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(cxt);
 		CurrentResourceOwner = owner;
+		EsHandlerFailed(&b->handler);
 		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
 			ReThrowError(edata);
 		if (b->error != NULL)

@@ -42,7 +42,7 @@ END
 $$;
 
 BEGIN;
-SELECT plan(184);
+SELECT plan(189);
 
 -- The position of a stream's event at a version.
 CREATE FUNCTION pg_temp.pos(s text, v bigint) RETURNS bigint LANGUAGE sql AS $$
@@ -376,6 +376,30 @@ SELECT results_eq($$SELECT event_id FROM fragile_batch_rm ORDER BY position$$,
     $$SELECT event_id FROM eventstore.read_all(0, 100)$$, '  every event once, none skipped');
 SELECT results_eq($$SELECT checkpoint, last_error, error_count FROM eventstore.projections WHERE name = 'fragile_batch'$$,
     format('VALUES (%s::bigint, NULL::text, 0)', :head), '  at the head, the error cleared');
+
+-- A handler that fails after CREATE OR REPLACE FUNCTION changed it in the
+-- middle of a batch (here it replaces itself by a LANGUAGE sql function,
+-- which PL/pgSQL, still cached, fails to compile on the next event): the
+-- prefix is applied again with the function looked up anew (the cached one
+-- pointed to what the failed compile freed, and the worker crashed; found
+-- by TAP 043).
+CREATE TABLE self_rm (position bigint PRIMARY KEY);
+CREATE FUNCTION self_h(e eventstore.event) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO self_rm VALUES (e.global_position);
+    IF (e.data->>'amount')::int = 20 THEN
+        EXECUTE $f$CREATE OR REPLACE FUNCTION self_h(e eventstore.event) RETURNS void LANGUAGE sql
+                   AS 'INSERT INTO self_rm VALUES ($1.global_position)'$f$;
+    END IF;
+END $$;
+SELECT lives_ok($$SELECT eventstore.create_projection('self', 'self_h(eventstore.event)')$$,
+    'create_projection of a handler that replaces itself');
+SELECT is(eventstore_internal.worker_run('self', 1000, 100), 3::bigint,
+    'the worker''s batch applies the events up to the one that replaced the handler');
+SELECT results_eq($$SELECT checkpoint, last_error ~ 'syntax error' FROM eventstore.projections WHERE name = 'self'$$,
+    format('VALUES (%s::bigint, true)', pg_temp.pos('acct-1', 3)), '  and records the next one''s error');
+SELECT is(eventstore_internal.worker_run('self', 1000, 100), 7::bigint, '  the next batch runs the new handler');
+SELECT is((SELECT count(*) FROM self_rm), 10::bigint, '  every event once');
 
 -- ---------------------------------------------------------------------
 -- 7. Handlers run as the projection's owner, not as the extension owner

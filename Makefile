@@ -1,7 +1,13 @@
 EXTENSION = eventstore
+
+# Plain "make" builds the module: the rules of the built SQL scripts below
+# come before PGXS's "all" and would otherwise be the default goal.
+.DEFAULT_GOAL := all
+
 MODULE_big = eventstore
 OBJS = \
 	src/eventstore.o \
+	src/preload.o \
 	src/catalog.o \
 	src/registry.o \
 	src/stream.o \
@@ -16,7 +22,9 @@ OBJS = \
 	src/worker.o \
 	src/immutable.o \
 	src/slot.o \
-	src/caller.o
+	src/caller.o \
+	src/subscription.o \
+	src/poll.o
 
 EXTVERSION = 0.2.0
 

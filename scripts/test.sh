@@ -29,6 +29,10 @@ chmod 755 "$work"
 passed=0
 failed=0
 status=0
+
+# The layering check counts as one test: no cycle in the file call graph.
+echo "=== layering"
+if bash "$work/scripts/check-layering.sh"; then passed=$((passed + 1)); else failed=$((failed + 1)); status=1; fi
 as_pg() { runuser -u postgres -- env -C "$work" PATH="$PATH" "$@"; }
 
 for s in "${suites[@]}"; do

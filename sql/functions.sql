@@ -340,152 +340,15 @@ CREATE OR REPLACE FUNCTION eventstore_internal.poll(
 RETURNS TABLE (global_position bigint, stream text, stream_version bigint, event_id uuid,
                event_type text, data jsonb, metadata jsonb, created_at timestamptz,
                cursor eventstore.cursor)
-    LANGUAGE plpgsql
-    SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    s eventstore.subscription;
-    cur eventstore.cursor;
-    slot record;
-    e eventstore.event;
-    r record;
-    j jsonb;
-    c eventstore.cursor;
-    n integer := 0;
-    progress pg_lsn;
-    peeked integer;
-    -- events, plus one progress line a transaction; peek takes an integer
-    window_rows integer := least(2::bigint * max_count + 100, 2147483647);
-    flushed pg_lsn;
-BEGIN
-    IF max_count IS NULL OR max_count < 1 THEN
-        RAISE EXCEPTION 'max_count must be at least 1' USING ERRCODE = '22023';
-    END IF;
-    -- Keep the slot's restart_lsn near its confirmed position, so the
-    -- advance and the peek below do not decode the same WAL again and
-    -- again.  Before the row lock: this transaction may have no xid yet,
-    -- and then does not hold the new restart point back.
-    PERFORM eventstore_internal.log_running_xacts(t.slot_name)
-       FROM eventstore.subscription AS t
-      WHERE t.name = poll.name AND pg_catalog.pg_has_role(caller, t.owner, 'MEMBER');
-    s := eventstore_internal.subscription_lock(caller, poll.name);
-    -- a second poll in one transaction continues after the first
-    cur := CASE WHEN s.polled_xid = pg_catalog.pg_current_xact_id() THEN s.polled ELSE s.checkpoint END;
-
-    SELECT rs.wal_status, rs.confirmed_flush_lsn INTO slot
-      FROM pg_catalog.pg_replication_slots AS rs WHERE rs.slot_name = s.slot_name;
-    IF NOT FOUND OR slot.wal_status = 'lost' THEN
-        RAISE EXCEPTION 'subscription "%" has lost its replication slot "%"', s.name, s.slot_name
-            USING ERRCODE = '55000',
-                  DETAIL = pg_catalog.format('The last acknowledged position is %s; every matching event up to position %s was acknowledged (events commit out of position order).',
-                                             (s.checkpoint).position, s.recovery_position),
-                  HINT = pg_catalog.format('Drop the subscription and create it again with from_position => %s%s. Raise max_slot_wal_keep_size to keep more WAL for slow consumers.',
-                                           s.recovery_position,
-                                           CASE WHEN s.recovery_position < (s.checkpoint).position
-                                                THEN pg_catalog.format('; events it delivers up to position %s may have been delivered before',
-                                                                       (s.checkpoint).position)
-                                                ELSE '' END);
-    END IF;
-
-    -- History: events at or below the seam, from the table.
-    IF s.seam_position IS NOT NULL AND cur.lsn = '0/0' AND cur.seq < s.seam_position THEN
-        FOR e IN SELECT * FROM eventstore.read_all(cur.seq, max_count, s.stream_prefix, s.event_types) AS a
-                  WHERE a.global_position <= s.seam_position
-        LOOP
-            cur := ROW('0/0', e.global_position, e.global_position)::eventstore.cursor;
-            global_position := e.global_position; stream := e.stream; stream_version := e.stream_version;
-            event_id := e.event_id; event_type := e.event_type; data := e.data; metadata := e.metadata;
-            created_at := e.created_at; cursor := cur;
-            n := n + 1;
-            RETURN NEXT;
-        END LOOP;
-        IF n = 0 AND eventstore.head_position() >= s.seam_position THEN
-            -- history is complete: remember it, so later polls go live at once
-            cur := ROW('0/0', s.seam_position, s.seam_position)::eventstore.cursor;
-        END IF;
-        IF n > 0 OR cur.seq < s.seam_position THEN
-            UPDATE eventstore.subscription AS t
-               SET polled = cur, polled_xid = pg_catalog.pg_current_xact_id()
-             WHERE t.name = s.name;
-            RETURN;
-        END IF;
-    END IF;
-
-    -- Live: bring the slot to the committed checkpoint, then peek from there.
-    IF (s.checkpoint).lsn > slot.confirmed_flush_lsn THEN
-        -- the checkpoint's commit must be durable before the slot moves
-        PERFORM eventstore_internal.flush_wal();
-        PERFORM pg_catalog.pg_replication_slot_advance(s.slot_name, (s.checkpoint).lsn);
-        slot.confirmed_flush_lsn := (s.checkpoint).lsn;
-    END IF;
-    -- A recovery sample (see the table): the head, then where WAL ends,
-    -- flushed so that the peek below can decode everything before it.
-    IF s.recovery_sample_lsn IS NULL THEN
-        s.recovery_sample_position := eventstore.head_position();
-        s.recovery_sample_lsn := pg_catalog.pg_current_wal_insert_lsn();
-        PERFORM eventstore_internal.flush_wal();
-    END IF;
-    flushed := pg_catalog.pg_current_wal_flush_lsn();
-    -- Every decoded transaction ends with a progress line (its commit's end
-    -- LSN).  While a peek finds only acknowledged or unwanted transactions,
-    -- move the slot past them and peek again (a few times at most).
-    FOR round IN 1..8 LOOP
-        progress := NULL;
-        peeked := 0;
-        FOR r IN SELECT p.data FROM pg_catalog.pg_logical_slot_peek_changes(
-                     s.slot_name, NULL, window_rows, VARIADIC eventstore_internal.subscription_options(s)) AS p
-        LOOP
-            peeked := peeked + 1;
-            j := r.data::jsonb;
-            IF j ? 'progress' THEN
-                progress := (j ->> 'progress')::pg_lsn;
-                CONTINUE;
-            END IF;
-            c := ROW((j ->> 'lsn')::pg_lsn, (j ->> 'seq')::bigint, (j ->> 'position')::bigint)::eventstore.cursor;
-            IF (c.lsn, c.seq) <= (cur.lsn, cur.seq) OR c.position <= s.seam_position THEN
-                CONTINUE;   -- acknowledged already, or delivered from history
-            END IF;
-            cur := c;
-            global_position := c.position; stream := j ->> 'stream'; stream_version := (j ->> 'version')::bigint;
-            event_id := (j ->> 'id')::uuid; event_type := j ->> 'type'; data := j -> 'data';
-            metadata := j -> 'metadata'; created_at := (j ->> 'created_at')::timestamptz; cursor := c;
-            n := n + 1;
-            RETURN NEXT;
-            EXIT WHEN n >= max_count;
-        END LOOP;
-        -- Enough delivered, or the peek decoded everything there is: done.
-        EXIT WHEN n >= max_count OR peeked < window_rows;
-        IF n = 0 AND cur = s.checkpoint AND progress > slot.confirmed_flush_lsn THEN
-            -- every transaction up to progress was acknowledged or
-            -- unwanted: move the slot past it (WAL does not pile up for an
-            -- idle subscription whose filter matches nothing) and go on
-            PERFORM eventstore_internal.flush_wal();
-            PERFORM pg_catalog.pg_replication_slot_advance(s.slot_name, progress);
-            slot.confirmed_flush_lsn := progress;
-        ELSE
-            -- the window was filled with events already delivered (polled in
-            -- this transaction, or before a partial ack): look further
-            window_rows := least(window_rows::bigint * 4, 2147483647);
-        END IF;
-    END LOOP;
-    -- Nothing to deliver after the checkpoint, everything up to the flushed
-    -- end of WAL decoded: every matching event that committed before the
-    -- sample's LSN is acknowledged, so the sampled head is a recovery point.
-    IF n = 0 AND peeked < window_rows AND cur = s.checkpoint AND s.recovery_sample_lsn <= flushed THEN
-        s.recovery_position := greatest(s.recovery_position, s.recovery_sample_position);
-        s.recovery_sample_lsn := NULL;
-        s.recovery_sample_position := NULL;
-    END IF;
-
-    UPDATE eventstore.subscription AS t
-       SET polled = cur, polled_xid = pg_catalog.pg_current_xact_id(),
-           recovery_position = s.recovery_position,
-           recovery_sample_lsn = s.recovery_sample_lsn,
-           recovery_sample_position = s.recovery_sample_position
-     WHERE t.name = s.name;
-END
-$$;
+    AS 'MODULE_PATHNAME', 'eventstore_poll'
+    LANGUAGE C VOLATILE
+    SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION eventstore_internal.poll(regrole, text, integer) IS 'internal: poll for caller';
+
+CREATE OR REPLACE FUNCTION eventstore_internal.polled_empty(name text) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'eventstore_polled_empty'
+    LANGUAGE C VOLATILE STRICT;
+COMMENT ON FUNCTION eventstore_internal.polled_empty(text) IS 'internal: did this transaction poll the subscription and find nothing';
 
 CREATE OR REPLACE FUNCTION eventstore.ack(name text, cursor eventstore.cursor) RETURNS void
     AS 'MODULE_PATHNAME', 'eventstore_as_caller'
@@ -546,6 +409,9 @@ DECLARE
 BEGIN
     s := eventstore_internal.subscription_lock(caller, ack.name);
     IF s.polled_xid IS DISTINCT FROM pg_catalog.pg_current_xact_id() THEN
+        IF eventstore_internal.polled_empty(s.name) THEN
+            RETURN;   -- it polled and found nothing: nothing to acknowledge
+        END IF;
         RAISE EXCEPTION 'this transaction has not polled subscription "%"', s.name
             USING ERRCODE = '55000',
                   HINT = 'Call eventstore.poll and eventstore.ack(name) in one transaction, or pass the cursor to acknowledge (clients in autocommit mode: eventstore.ack(name, cursor)).';

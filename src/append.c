@@ -28,6 +28,7 @@
 #include "parser/parsetree.h"
 #include "tcop/utility.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/jsonb.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
@@ -37,8 +38,18 @@
 #include "varatt.h"
 #endif
 
+#include "append.h"
+#include "catalog.h"
 #include "eventstore.h"
 #include "jsonwrite.h"
+#include "registry.h"
+#include "stream.h"
+
+/* eventstore.max_event_size: bytes of data + metadata per event */
+int			es_max_event_size = 1024 * 1024;
+
+/* eventstore.max_event_depth: nesting of arrays and objects per event */
+int			es_max_event_depth = 100;
 
 /* One event of an append, validated. */
 typedef struct EsNewEvent
@@ -56,6 +67,47 @@ typedef struct EsAppendResult
 	int64		version;
 	int64		position;
 } EsAppendResult;
+
+/*
+ * Define eventstore.max_event_size and eventstore.max_event_depth (from
+ * _PG_init).
+ */
+void
+EsAppendInit(void)
+{
+	DefineCustomIntVariable("eventstore.max_event_size",
+							"Largest accepted event (data plus metadata, as stored).",
+							"Appends of a larger event fail with SQLSTATE 54000.",
+							&es_max_event_size,
+							1024 * 1024,
+							1024,
+							ES_MAX_EVENT_SIZE_LIMIT,
+							PGC_SUSET,
+							GUC_UNIT_BYTE,
+							NULL, NULL, NULL);
+
+	/*
+	 * The limits are what every delivery path can carry.  The output
+	 * plugin's line of an event holds its data and metadata as JSON text,
+	 * up to ES_EVENT_TEXT_FACTOR times as large as stored (a control
+	 * character is stored as one byte and written as \u00XX), and a line
+	 * is one text datum, at most 1 GB; poll parses it back into a jsonb
+	 * whose containers hold at most 256 MB.  128 MB leaves room for both.
+	 * Parsing JSON recurses once per level: 1000 levels take well under
+	 * the default max_stack_depth from inside poll's PL/pgSQL, and 100,
+	 * the default, is what common JSON parsers of consumers accept.
+	 */
+	DefineCustomIntVariable("eventstore.max_event_depth",
+							"Deepest accepted nesting of arrays and objects in an event's data or metadata.",
+							"Appends of a deeper event fail with SQLSTATE 54000.",
+							&es_max_event_depth,
+							100,
+							1,
+							ES_MAX_EVENT_DEPTH_LIMIT,
+							PGC_SUSET,
+							0,
+							NULL, NULL, NULL);
+}
 
 /* A new time-ordered UUID (version 7): keeps the event_id index compact. */
 static Datum

@@ -33,7 +33,6 @@
 #include "utils/guc.h"
 #include "utils/syscache.h"
 
-#include "eventstore.h"
 
 #define ES_INTERNAL_SCHEMA	"eventstore_internal"
 
@@ -123,7 +122,7 @@ es_call_twin(FunctionCallInfo fcinfo, int nextra, Datum *extra)
 	Oid			caller = GetUserId();
 	Oid			save_userid;
 	int			save_sec_context;
-	Datum		result;
+	volatile Datum result = (Datum) 0;
 
 	InitFunctionCallInfoData(*inner, &twin->flinfo, twin->nargs, fcinfo->fncollation,
 							 fcinfo->context, fcinfo->resultinfo);

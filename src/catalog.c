@@ -18,7 +18,8 @@
 #include "utils/lsyscache.h"
 #include "utils/syscache.h"
 
-#include "eventstore.h"
+#include "catalog.h"
+#include "preload.h"
 
 static EsCatalog es_catalog;
 static bool es_catalog_valid = false;
@@ -57,7 +58,7 @@ es_catalog_type_invalidate(Datum arg pg_attribute_unused(),
 
 /* Register the invalidation callback once per backend (from _PG_init). */
 void
-EsCatalogRegisterCallbacks(void)
+EsCatalogInit(void)
 {
 	CacheRegisterRelcacheCallback(es_catalog_invalidate, (Datum) 0);
 	CacheRegisterSyscacheCallback(TYPEOID, es_catalog_type_invalidate, (Datum) 0);

@@ -13,8 +13,12 @@
  * filtering), so (lsn, seq) orders and identifies every delivered event.
  *
  * Options: stream-prefixes and event-types (comma-separated lists;
- * filtering happens before any formatting), format-version (1), and
- * write-progress (boolean, default off).  Unknown options are errors.
+ * filtering happens before any formatting), format-version (1),
+ * write-progress (boolean, default off), and output-format: "json" (the
+ * default, above) or "cursors", the binary format eventstore.poll decodes
+ * with (decoder.h): per event 'E' and an EsDecodedEvent, per transaction 'P'
+ * and the end LSN of its commit -- no JSON, and only the position, stream
+ * and type columns are read.  Unknown options are errors.
  * Nothing is written for transactions without matching events -- unless
  * write-progress is on, in which case every transaction ends with one line
  * {"progress":"<end lsn of its commit>"}, which tells a consumer where the
@@ -45,6 +49,7 @@
 
 #include "eventstore.h"
 #include "jsonwrite.h"
+#include "decoder.h"
 
 /* Report progress to the walsender after this many skipped changes. */
 #define ES_PROGRESS_EVERY	100
@@ -62,6 +67,7 @@ typedef struct EsDecoder
 	bool		wrote;			/* wrote anything for it */
 	int			skipped;		/* changes since the last progress report */
 	bool		write_progress; /* write a line for commits without events */
+	bool		cursors;		/* output-format cursors (decoder.h) */
 } EsDecoder;
 
 typedef struct EsRelEntry
@@ -216,6 +222,17 @@ es_startup(LogicalDecodingContext *ctx, OutputPluginOptions *opt,
 						 errmsg("could not parse value \"%s\" for option \"%s\"",
 								strVal(elem->arg), elem->defname)));
 		}
+		else if (strcmp(elem->defname, "output-format") == 0)
+		{
+			if (elem->arg != NULL && strcmp(strVal(elem->arg), "cursors") == 0)
+				d->cursors = true;
+			else if (elem->arg == NULL || strcmp(strVal(elem->arg), "json") != 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("unsupported output-format \"%s\"",
+								elem->arg ? strVal(elem->arg) : ""),
+						 errhint("Formats are json and cursors.")));
+		}
 		else if (strcmp(elem->defname, "format-version") == 0)
 		{
 			if (elem->arg == NULL || strcmp(strVal(elem->arg), "1") != 0)
@@ -230,11 +247,11 @@ es_startup(LogicalDecodingContext *ctx, OutputPluginOptions *opt,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("option \"%s\" is unknown to the eventstore output plugin",
 							elem->defname),
-					 errhint("Options are stream-prefixes, event-types, format-version and write-progress.")));
+					 errhint("Options are stream-prefixes, event-types, format-version, write-progress and output-format.")));
 	}
 
 	ctx->output_plugin_private = d;
-	opt->output_type = OUTPUT_PLUGIN_TEXTUAL_OUTPUT;
+	opt->output_type = d->cursors ? OUTPUT_PLUGIN_BINARY_OUTPUT : OUTPUT_PLUGIN_TEXTUAL_OUTPUT;
 	opt->receive_rewrites = false;
 }
 
@@ -266,7 +283,14 @@ es_commit(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 {
 	EsDecoder  *d = ctx->output_plugin_private;
 
-	if (d->write_progress)
+	if (d->cursors)
+	{
+		OutputPluginPrepareWrite(ctx, true);
+		appendStringInfoChar(ctx->out, ES_DECODED_PROGRESS);
+		appendBinaryStringInfo(ctx->out, (const char *) &txn->end_lsn, sizeof(XLogRecPtr));
+		OutputPluginWrite(ctx, true);
+	}
+	else if (d->write_progress)
 	{
 		OutputPluginPrepareWrite(ctx, true);
 		appendStringInfo(ctx->out, "{\"progress\":\"%X/%X\"}",
@@ -345,6 +369,55 @@ es_skip(LogicalDecodingContext *ctx, EsDecoder *d)
 	}
 }
 
+/*
+ * output-format cursors: one EsDecodedEvent for an event that passes the
+ * filters.  Reads only the columns the filters and the cursor need (the
+ * stream, type and position lead the row, so nothing else is deformed).
+ */
+static void
+es_change_cursor(LogicalDecodingContext *ctx, EsDecoder *d, ReorderBufferTXN *txn,
+				 Relation rel, ReorderBufferChange *change, int seq)
+{
+	HeapTuple	tuple = &change->data.tp.newtuple->tuple;
+	TupleDesc	desc = RelationGetDescr(rel);
+	EsDecodedEvent ev;
+	bool		isnull;
+	Datum		value;
+
+	if (d->prefixes != NIL)
+	{
+		value = heap_getattr(tuple, Anum_es_stream, desc, &isnull);
+		if (isnull || !es_text_in_list(DatumGetTextPP(value), d->prefixes, true))
+		{
+			es_skip(ctx, d);
+			return;
+		}
+	}
+	if (d->types != NIL)
+	{
+		value = heap_getattr(tuple, Anum_es_event_type, desc, &isnull);
+		if (isnull || !es_text_in_list(DatumGetTextPP(value), d->types, false))
+		{
+			es_skip(ctx, d);
+			return;
+		}
+	}
+	value = heap_getattr(tuple, Anum_es_position, desc, &isnull);
+	if (isnull)
+		elog(ERROR, "unexpected NULL in column %d of eventstore.events", Anum_es_position);
+
+	ev.commit_lsn = txn->final_lsn;
+	ev.seq = seq;
+	ev.position = DatumGetInt64(value);
+	ev.xid = txn->xid;
+	OutputPluginPrepareWrite(ctx, true);
+	appendStringInfoChar(ctx->out, ES_DECODED_EVENT);
+	appendBinaryStringInfo(ctx->out, (const char *) &ev, sizeof(ev));
+	OutputPluginWrite(ctx, true);
+	d->wrote = true;
+	d->skipped = 0;
+}
+
 /* One change: if it is an insert into the events table, write one line. */
 static void
 es_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
@@ -365,6 +438,15 @@ es_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 		return;
 	}
 	seq = d->seq++;
+
+	if (d->cursors)
+	{
+		old = MemoryContextSwitchTo(d->context);
+		es_change_cursor(ctx, d, txn, rel, change, seq);
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(d->context);
+		return;
+	}
 
 	old = MemoryContextSwitchTo(d->context);
 	tuple = &change->data.tp.newtuple->tuple;

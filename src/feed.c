@@ -39,8 +39,12 @@
 #include "varatt.h"
 #endif
 
+#include "catalog.h"
 #include "eventstore.h"
 #include "feed.h"
+#include "registry.h"
+#include "result.h"
+#include "stream.h"
 
 /* One index range, ordered by position, and its current row. */
 typedef struct EsSource

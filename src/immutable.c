@@ -11,7 +11,6 @@
 #include "commands/trigger.h"
 #include "utils/rel.h"
 
-#include "eventstore.h"
 
 PG_FUNCTION_INFO_V1(eventstore_refuse_change);
 

@@ -31,7 +31,6 @@
 #include "varatt.h"
 #endif
 
-#include "eventstore.h"
 #include "jsonwrite.h"
 
 static const char es_hex[] = "0123456789abcdef";

@@ -43,6 +43,7 @@
 #include "varatt.h"
 #endif
 
+#include "catalog.h"
 #include "eventstore.h"
 #include "projection.h"
 

@@ -52,6 +52,7 @@
 #include "utils/resowner.h"
 #include "utils/typcache.h"
 
+#include "catalog.h"
 #include "eventstore.h"
 #include "feed.h"
 #include "projection.h"

@@ -23,7 +23,9 @@
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 
-#include "eventstore.h"
+#include "catalog.h"
+#include "result.h"
+#include "stream.h"
 
 PG_FUNCTION_INFO_V1(eventstore_read_stream);
 

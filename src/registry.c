@@ -68,9 +68,12 @@
 #include "storage/proc.h"
 #include "storage/shmem.h"
 #include "utils/fmgrprotos.h"
+#include "utils/guc.h"
 #include "utils/syscache.h"
 
-#include "eventstore.h"
+#include "catalog.h"
+#include "preload.h"
+#include "registry.h"
 
 #define ES_SLOT_FREE		0
 #define ES_SLOT_RESERVING	1
@@ -88,6 +91,11 @@ typedef struct EsRegistry
 	int			nslots;
 	EsInflightSlot slots[FLEXIBLE_ARRAY_MEMBER];
 } EsRegistry;
+
+#ifdef EVENTSTORE_BENCHMARK
+/* eventstore.debug_skip_registry: benchmark builds only */
+bool		es_debug_skip_registry = false;
+#endif
 
 static EsRegistry *es_registry = NULL;
 
@@ -161,7 +169,9 @@ es_release_slot(void)
  * Transaction end.  COMMIT and ABORT callbacks run after the proc array
  * says the transaction is over, so clearing here is safe for readers.
  * PREPARE is refused: a prepared transaction would hold its positions
- * with no backend to release them.
+ * with no backend to release them.  (The projection worker is woken at
+ * commit by worker.c's own callback, which runs after this one: see
+ * EsRegistryHoldsPositions.)
  */
 static void
 es_xact_callback(XactEvent event, void *arg pg_attribute_unused())
@@ -177,13 +187,6 @@ es_xact_callback(XactEvent event, void *arg pg_attribute_unused())
 						 errhint("Commit the append in an ordinary transaction.")));
 			break;
 		case XACT_EVENT_COMMIT:
-			/* release first: a worker woken earlier reads a horizon we hold back */
-			if (my_slot_held)
-			{
-				es_release_slot();
-				EsWakeWorker(MyDatabaseId);
-			}
-			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_COMMIT:
 		case XACT_EVENT_PARALLEL_ABORT:
@@ -234,12 +237,40 @@ es_shmem_exit(int code pg_attribute_unused(), Datum arg pg_attribute_unused())
 	es_release_slot();
 }
 
-/* Register the transaction and exit callbacks (from _PG_init). */
+/*
+ * Define eventstore.debug_skip_registry (benchmark builds) and, when
+ * preloaded, register the transaction callbacks (from _PG_init).
+ */
 void
-EsRegistryRegisterCallbacks(void)
+EsRegistryInit(void)
 {
+#ifdef EVENTSTORE_BENCHMARK
+	DefineCustomBoolVariable("eventstore.debug_skip_registry",
+							 "Benchmarks only: appends skip the in-flight registry.",
+							 "Measures the cost of the gap-safe feed.  While on, global "
+							 "reads may skip events committed out of position order.",
+							 &es_debug_skip_registry,
+							 false,
+							 PGC_SUSET,
+							 GUC_NOT_IN_SAMPLE,
+							 NULL, NULL, NULL);
+#endif
+	if (!process_shared_preload_libraries_in_progress)
+		return;
 	RegisterXactCallback(es_xact_callback, NULL);
 	RegisterSubXactCallback(es_subxact_callback, NULL);
+}
+
+/*
+ * Does the current transaction hold positions in the registry, that is,
+ * did it append events?  True until the registry's own COMMIT or ABORT
+ * callback clears the slot; worker.c asks at XACT_EVENT_PRE_COMMIT, to
+ * wake the projection worker once the commit is visible.
+ */
+bool
+EsRegistryHoldsPositions(void)
+{
+	return my_slot_held;
 }
 
 /*
@@ -299,7 +330,7 @@ static int64
 es_last_allocated(const EsCatalog *cat)
 {
 	LOCAL_FCINFO(fcinfo, 1);
-	Datum		result;
+	volatile Datum result = (Datum) 0;
 	Oid			save_userid;
 	int			save_sec_context;
 	HeapTuple	tup;

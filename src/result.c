@@ -46,6 +46,7 @@
 #include "utils/tuplestore.h"
 
 #include "eventstore.h"
+#include "result.h"
 
 /* Idle buffers kept for the next calls (more are freed). */
 #define ES_RESULT_IDLE_MAX	2

@@ -90,7 +90,8 @@
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 
-#include "eventstore.h"
+#include "catalog.h"
+#include "slot.h"
 
 /* The output plugin of the slots this module creates: this library. */
 #define ES_SLOT_PLUGIN "eventstore"
@@ -629,7 +630,7 @@ es_slot_object_access(ObjectAccessType access, Oid classId, Oid objectId,
 
 /* Install the object_access_hook (from _PG_init). */
 void
-EsSlotRegisterHooks(void)
+EsSlotInit(void)
 {
 	es_prev_object_access_hook = object_access_hook;
 	object_access_hook = es_slot_object_access;

@@ -1,8 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * stream.c
- *	  Streams: name rules, the per-stream append lock, and direct index
- *	  lookups of a stream's version and of an event by id.
+ *	  Streams: name rules, categories, the per-stream append lock, and
+ *	  direct index lookups of a stream's version and of an event by id.
  *
  *-------------------------------------------------------------------------
  */
@@ -27,6 +27,7 @@
 #endif
 
 #include "eventstore.h"
+#include "stream.h"
 
 /* locktag_field4 of stream locks: tells them apart in pg_locks */
 #define ES_STREAM_LOCK_TAG	0x4553		/* "ES" */
@@ -133,4 +134,24 @@ EsFindEventById(const EsCatalog *cat, Datum event_id, Snapshot snapshot,
 	index_close(index, AccessShareLock);
 	table_close(heap, AccessShareLock);
 	return found;
+}
+
+/* The category of a stream name: a new text, the part before the first '-'. */
+text *
+EsCategoryOf(text *stream)
+{
+	const char *s = VARDATA_ANY(stream);
+	int			len = VARSIZE_ANY_EXHDR(stream);
+	const char *dash = memchr(s, '-', len);
+
+	return cstring_to_text_with_len(s, dash == NULL ? len : dash - s);
+}
+
+PG_FUNCTION_INFO_V1(eventstore_category);
+
+/* SQL: category(stream) -- the part of the name before the first '-'. */
+Datum
+eventstore_category(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_TEXT_P(EsCategoryOf(PG_GETARG_TEXT_PP(0)));
 }

@@ -69,8 +69,9 @@
 #include "utils/timestamp.h"
 #include "utils/varlena.h"
 
-#include "eventstore.h"
 #include "projection_batch.h"
+#include "registry.h"
+#include "worker.h"
 
 #define ES_MAX_DB_WORKERS	16
 
@@ -115,6 +116,7 @@ static ProcessUtility_hook_type prev_process_utility = NULL;
 
 /* This backend's wishes, carried out or dropped at transaction end. */
 static bool es_wake_at_commit = false;
+static bool es_wake_for_appends = false;
 static bool es_holding = false;
 
 /* In a database worker: its slot, and the time limit of its batches. */
@@ -175,13 +177,6 @@ es_wake(Oid dbid, bool force)
 			SetLatch(&slot->proc->procLatch);
 	}
 	LWLockRelease(&es_workers->lock);
-}
-
-/* Wake the worker of a database for new events (called at commit). */
-void
-EsWakeWorker(Oid dbid)
-{
-	es_wake(dbid, false);
 }
 
 /*
@@ -358,15 +353,26 @@ eventstore_worker_cancel(PG_FUNCTION_ARGS)
 }
 
 /*
- * Transaction end: wake the worker if the transaction asked to (only at
- * commit: before, the worker would not see what it changed), and let the
- * worker run again the projection this transaction held.
+ * Transaction end: wake the worker if the transaction asked to, or
+ * appended events (only at commit: before, the worker would not see what
+ * it changed), and let the worker run again the projection this
+ * transaction held.
+ *
+ * Whether it appended is asked at PRE_COMMIT, while the registry still
+ * holds its positions; the wake-up for appends comes at COMMIT after the
+ * registry released them, or a worker woken at once would read a horizon
+ * this transaction still holds back.  That order holds because this
+ * callback is registered before the registry's (EsWorkerInit runs first
+ * in _PG_init) and PostgreSQL calls the latest registered first.
  */
 static void
 es_worker_xact_callback(XactEvent event, void *arg pg_attribute_unused())
 {
 	switch (event)
 	{
+		case XACT_EVENT_PRE_COMMIT:
+			es_wake_for_appends = EsRegistryHoldsPositions();
+			return;
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PREPARE:
@@ -394,7 +400,13 @@ es_worker_xact_callback(XactEvent event, void *arg pg_attribute_unused())
 	es_holding = false;
 	if (es_wake_at_commit && event == XACT_EVENT_COMMIT)
 		es_wake(MyDatabaseId, true);
+	else if (es_wake_for_appends && event == XACT_EVENT_COMMIT)
+	{
+		Assert(!EsRegistryHoldsPositions());
+		es_wake(MyDatabaseId, false);
+	}
 	es_wake_at_commit = false;
+	es_wake_for_appends = false;
 }
 
 /*

@@ -28,21 +28,31 @@ OBJS = \
 
 EXTVERSION = 0.2.0
 
-# The install script of this version and the upgrade script from 0.1.0 are
-# built from one source of every function (sql/functions.sql), so both end
-# the same (test/t/006_upgrade.pl compares them).  0.1.0's install script
-# is kept as shipped, for upgrades.  When a later version starts, commit
-# the built upgrade scripts of this one as they are.
+# The SQL has one unversioned source, sql/eventstore.sql, laid out in
+# sections that mirror src/ (as pgvector and pgmq do).  The install script
+# of this version is that file; the upgrade script from 0.1.0 is
+# sql/migrate--0.1.0--$(EXTVERSION).sql (the stored state), the same file
+# without its "-- schema:begin" .. "-- schema:end" blocks (what a fresh
+# install makes once), then the migration's .post.sql.  So both end the same
+# (test/t/006_upgrade.pl compares them).  0.1.0's install script is kept as
+# shipped, for upgrades.  When a later version starts, commit the built
+# upgrade scripts of this one as they are.
 DATA = sql/eventstore--0.1.0.sql
 DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql sql/$(EXTENSION)--0.1.0--$(EXTVERSION).sql
 
 SQL_GUARD = \\echo Use "CREATE EXTENSION eventstore" to load this file. \\quit
 
-sql/$(EXTENSION)--$(EXTVERSION).sql: sql/schema.sql sql/functions.sql sql/install.post.sql
-	{ echo '$(SQL_GUARD)'; cat $^; } > $@
+# Prints its input without the fenced blocks; fails on an unbalanced fence.
+SQL_UNFENCED = awk '/^-- schema:begin$$/ { if (f) exit 1; f = 1; next } \
+	/^-- schema:end$$/ { if (!f) exit 1; f = 0; next } \
+	!f { print } END { if (f) exit 1 }'
 
-sql/$(EXTENSION)--0.1.0--$(EXTVERSION).sql: sql/migrate--0.1.0--$(EXTVERSION).sql sql/functions.sql sql/migrate--0.1.0--$(EXTVERSION).post.sql
-	{ echo '$(SQL_GUARD)'; cat $^; } > $@
+sql/$(EXTENSION)--$(EXTVERSION).sql: sql/$(EXTENSION).sql
+	{ echo '$(SQL_GUARD)' && cat $<; } > $@ || { rm -f $@; exit 1; }
+
+sql/$(EXTENSION)--0.1.0--$(EXTVERSION).sql: sql/migrate--0.1.0--$(EXTVERSION).sql sql/$(EXTENSION).sql sql/migrate--0.1.0--$(EXTVERSION).post.sql
+	{ echo '$(SQL_GUARD)' && cat $(word 1,$^) && $(SQL_UNFENCED) $(word 2,$^) && cat $(word 3,$^); } > $@ \
+		|| { rm -f $@; echo 'unbalanced -- schema:begin/end in $(word 2,$^)' >&2; exit 1; }
 
 TESTS = $(wildcard test/sql/*.sql)
 REGRESS = $(patsubst test/sql/%.sql,%,$(TESTS))

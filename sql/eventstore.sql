@@ -1,20 +1,111 @@
--- eventstore: every function, view and privilege (see sql/schema.sql for
--- how install and upgrade scripts are built from this file).  Everything
--- here is CREATE OR REPLACE, so it serves a fresh install and an upgrade
--- alike.
+-- eventstore: the one source of the extension's SQL.  Its sections mirror
+-- src/: each is named after the C files that implement it (src/README).
 --
--- Who acts: functions that touch owned objects (subscriptions,
--- projections, consumer names) are C entry points (src/caller.c) that call
--- their twin in eventstore_internal -- same name, the caller's role
--- (current_user, which no handler, worker or SECURITY DEFINER function can
--- forge) passed first -- as the twin's owner, the extension's owner.  The
--- twins decide on that role; check_owner() is the rule.
+-- The Makefile builds both scripts of this version from it:
+--   eventstore--<version>.sql         a fresh install: this whole file;
+--   eventstore--0.1.0--<version>.sql  the upgrade: migrate--0.1.0--<version>.sql,
+--                                     this file without its fenced blocks,
+--                                     then migrate--0.1.0--<version>.post.sql.
+-- A block between the lines "-- schema:begin" and "-- schema:end" is what a
+-- fresh install makes once and an upgrade must not run again: schemas,
+-- tables, types, the sequence, indexes, triggers, the functions an upgrade
+-- keeps (or moves) instead of making anew, and the install's own grant
+-- clean-up.  The migrate script brings an older install's stored state to
+-- what these blocks make.  Everything outside the fences is CREATE OR
+-- REPLACE (functions, views), COMMENT, GRANT or REVOKE, so it serves a
+-- fresh install and an upgrade alike, and both end the same
+-- (test/t/006_upgrade.pl compares them).
+--
+-- Order matters: LANGUAGE sql function bodies, views and argument types
+-- are checked when they are created, so each section's fenced block (its
+-- tables and types) comes before its functions, and sections come after
+-- those whose objects they use.
 
+-- Schemas -------------------------------------------------------------------
+
+-- schema:begin
+CREATE SCHEMA eventstore;
+COMMENT ON SCHEMA eventstore IS 'eventstore: streams of immutable events, a gap-safe global feed, subscriptions and projections';
+
+-- The functions behind the API, out of reach of every application role:
+-- nothing in this schema is granted to anyone (GRANT ... ON ALL FUNCTIONS
+-- IN SCHEMA eventstore does not reach it).  See "Privileges" in README.md.
+CREATE SCHEMA eventstore_internal;
+COMMENT ON SCHEMA eventstore_internal IS 'eventstore: internal functions; never granted to application roles';
+REVOKE ALL ON SCHEMA eventstore_internal FROM PUBLIC;
+-- schema:end
+
+-- src/preload.c: refuse to install without the preloaded library ------------
+
+-- Refuse to install unless the library was preloaded: the in-flight
+-- registry behind the gap-safe feed lives in shared memory.
+-- schema:begin
+CREATE FUNCTION eventstore_internal.assert_preloaded() RETURNS void
+    AS 'MODULE_PATHNAME', 'eventstore_assert_preloaded'
+    LANGUAGE C VOLATILE PARALLEL SAFE;
+SELECT eventstore_internal.assert_preloaded();
+-- schema:end
 COMMENT ON FUNCTION eventstore_internal.assert_preloaded() IS 'internal: errors unless eventstore is in shared_preload_libraries';
-COMMENT ON FUNCTION eventstore.category(text) IS 'category of a stream name: the part before the first "-" (the whole name when it has none)';
-COMMENT ON FUNCTION eventstore_internal.refuse_change() IS 'internal: trigger that keeps stored events immutable';
 
--- Append -----------------------------------------------------------------
+-- src/stream.c: stream names ------------------------------------------------
+
+-- The category of a stream: the part of its name before the first '-'.
+-- schema:begin
+CREATE FUNCTION eventstore.category(stream text) RETURNS text
+    AS 'MODULE_PATHNAME', 'eventstore_category'
+    LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+-- schema:end
+COMMENT ON FUNCTION eventstore.category(text) IS 'category of a stream name: the part before the first "-" (the whole name when it has none)';
+
+-- src/append.c: the event log, append ---------------------------------------
+
+-- schema:begin
+CREATE TYPE eventstore.event AS (
+    global_position bigint,
+    stream          text,
+    stream_version  bigint,
+    event_id        uuid,
+    event_type      text,
+    data            jsonb,
+    metadata        jsonb,
+    created_at      timestamptz
+);
+COMMENT ON TYPE eventstore.event IS 'one stored event, as every read function returns it';
+
+-- Global positions.  CACHE 1 is required: the gap-safe feed relies on
+-- positions being handed out in allocation order across all backends.
+CREATE SEQUENCE eventstore.global_position_seq AS bigint MINVALUE 1 CACHE 1 NO CYCLE;
+COMMENT ON SEQUENCE eventstore.global_position_seq IS 'allocates global positions; never touch it directly';
+
+CREATE TABLE eventstore.events (
+    global_position bigint      NOT NULL,
+    stream          text        COLLATE "C" NOT NULL,
+    stream_version  bigint      NOT NULL,
+    event_id        uuid        NOT NULL,
+    event_type      text        COLLATE "C" NOT NULL,
+    data            jsonb       NOT NULL,
+    metadata        jsonb       NOT NULL,
+    created_at      timestamptz NOT NULL,
+    CONSTRAINT events_pkey PRIMARY KEY (global_position),
+    CONSTRAINT events_stream_version_key UNIQUE (stream, stream_version),
+    CONSTRAINT events_event_id_key UNIQUE (event_id),
+    CONSTRAINT events_stream_version_check CHECK (stream_version >= 1),
+    CONSTRAINT events_metadata_check CHECK (jsonb_typeof(metadata) = 'object')
+);
+ALTER SEQUENCE eventstore.global_position_seq OWNED BY eventstore.events.global_position;
+COMMENT ON TABLE eventstore.events IS 'the event log: append-only, written only by eventstore.append/append_event';
+
+CREATE INDEX events_category_idx ON eventstore.events (eventstore.category(stream), global_position);
+CREATE INDEX events_type_idx ON eventstore.events (event_type, global_position);
+CREATE INDEX events_correlation_idx ON eventstore.events ((metadata ->> 'correlation_id'))
+    WHERE metadata ? 'correlation_id';
+CREATE INDEX events_causation_idx ON eventstore.events ((metadata ->> 'causation_id'))
+    WHERE metadata ? 'causation_id';
+
+-- pg_dump keeps the events and the position counter.
+SELECT pg_catalog.pg_extension_config_dump('eventstore.events', '');
+SELECT pg_catalog.pg_extension_config_dump('eventstore.global_position_seq', '');
+-- schema:end
 
 CREATE OR REPLACE FUNCTION eventstore.append(
     stream text,
@@ -39,7 +130,26 @@ RETURNS TABLE (stream_version bigint, global_position bigint)
 COMMENT ON FUNCTION eventstore.append_event(text, text, jsonb, jsonb, bigint, uuid) IS
 'append one event to a stream, with the same expected_version rules as append';
 
--- Reads ------------------------------------------------------------------
+-- src/immutable.c: events are immutable -------------------------------------
+
+-- schema:begin
+-- Immutability: UPDATE, DELETE and TRUNCATE are refused for every role.
+CREATE FUNCTION eventstore_internal.refuse_change() RETURNS trigger
+    AS 'MODULE_PATHNAME', 'eventstore_refuse_change'
+    LANGUAGE C;
+CREATE TRIGGER events_immutable
+    BEFORE UPDATE OR DELETE ON eventstore.events
+    FOR EACH STATEMENT EXECUTE FUNCTION eventstore_internal.refuse_change();
+CREATE TRIGGER events_no_truncate
+    BEFORE TRUNCATE ON eventstore.events
+    FOR EACH STATEMENT EXECUTE FUNCTION eventstore_internal.refuse_change();
+-- ALWAYS: session_replication_role = replica must not bypass them either.
+ALTER TABLE eventstore.events ENABLE ALWAYS TRIGGER events_immutable;
+ALTER TABLE eventstore.events ENABLE ALWAYS TRIGGER events_no_truncate;
+-- schema:end
+COMMENT ON FUNCTION eventstore_internal.refuse_change() IS 'internal: trigger that keeps stored events immutable';
+
+-- src/read.c: reading a stream ----------------------------------------------
 
 CREATE OR REPLACE FUNCTION eventstore.read_stream(
     stream text,
@@ -57,7 +167,7 @@ CREATE OR REPLACE FUNCTION eventstore.stream_version(stream text) RETURNS bigint
     LANGUAGE C STABLE PARALLEL SAFE;
 COMMENT ON FUNCTION eventstore.stream_version(text) IS 'current version of a stream: its number of events, 0 when it does not exist';
 
--- The gap-safe global feed ---------------------------------------------
+-- src/feed.c: the gap-safe global feed --------------------------------------
 
 CREATE OR REPLACE FUNCTION eventstore.read_all(
     after_position bigint DEFAULT 0,
@@ -94,7 +204,14 @@ CREATE OR REPLACE FUNCTION eventstore.consumer_group_member(stream text, group_s
 COMMENT ON FUNCTION eventstore.consumer_group_member(text, integer) IS
 'which member (0..group_size-1) of a consumer group receives a stream: FNV-1a 64-bit hash of the name, unsigned, modulo group_size';
 
--- Owners --------------------------------------------------------------------
+-- src/caller.c: who acts, owners --------------------------------------------
+
+-- Who acts: functions that touch owned objects (subscriptions,
+-- projections, consumer names) are C entry points (src/caller.c) that call
+-- their twin in eventstore_internal -- same name, the caller's role
+-- (current_user, which no handler, worker or SECURITY DEFINER function can
+-- forge) passed first -- as the twin's owner, the extension's owner.  The
+-- twins decide on that role; check_owner() is the rule.
 
 -- The rule for every owned object: its owner's members (pg_has_role
 -- MEMBER; superusers are members of every role) may use it, no one else.
@@ -144,7 +261,57 @@ $$;
 COMMENT ON FUNCTION eventstore_internal.claim_consumer(regrole, text) IS
 'internal: make caller the owner of a new consumer name, or 42501 unless it owns it';
 
--- Subscriptions on logical decoding ---------------------------------------
+-- src/subscription.c, src/slot.c, src/poll.c: subscriptions -----------------
+
+-- A subscription is a logical replication slot using the eventstore output
+-- plugin plus a row with its filter and a transactional checkpoint.  The
+-- cursor of a delivered event is (commit lsn, index in the transaction,
+-- position); events delivered from history (the table) have lsn 0/0 and
+-- their position as index, so cursors of one subscription always increase.
+--
+-- The seam: right after the slot is created, seam_position is set to the
+-- last position allocated so far.  Positions above it were allocated after
+-- the slot became consistent, so their transactions commit after it and
+-- the slot delivers them.  Positions at or below it are delivered from the
+-- table through the gap-safe feed, once the horizon has passed the seam;
+-- the slot skips them.  So every matching event is delivered exactly once.
+
+-- schema:begin
+CREATE TYPE eventstore.cursor AS (
+    lsn      pg_lsn,   -- commit LSN of the event's transaction; 0/0 for history
+    seq      bigint,   -- index of the event in its transaction; its position for history
+    position bigint    -- global position of the event
+);
+COMMENT ON TYPE eventstore.cursor IS 'where a subscription is: returned by poll with each event, passed to ack';
+
+CREATE TABLE eventstore.subscription (
+    name          text PRIMARY KEY,
+    slot_name     name NOT NULL UNIQUE,
+    stream_prefix text,
+    event_types   text[],
+    from_position bigint,
+    seam_position bigint,                      -- NULL: no history
+    checkpoint    eventstore.cursor NOT NULL,  -- last acknowledged
+    polled        eventstore.cursor,           -- last polled by polled_xid
+    polled_xid    xid8,
+    -- Where to recreate the subscription from if its slot is lost: every
+    -- matching event at or below it was acknowledged (or committed before
+    -- the subscription began).  A sample (head_position, then the WAL insert
+    -- position) taken by poll becomes it once the checkpoint's commit LSN
+    -- reaches the sample's LSN: everything at or below the sampled head had
+    -- committed before that LSN.
+    recovery_position        bigint NOT NULL,
+    recovery_sample_lsn      pg_lsn,
+    recovery_sample_position bigint,
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    -- the role that created it: only its members (and superusers) poll,
+    -- ack and drop it
+    owner         regrole NOT NULL,
+    CONSTRAINT subscription_name_check CHECK (name ~ '^[a-z0-9_]{1,40}$')
+);
+COMMENT ON TABLE eventstore.subscription IS 'subscriptions: slot, filter, checkpoint and owner; use the functions, not this table';
+SELECT pg_catalog.pg_extension_config_dump('eventstore.subscription', '');
+-- schema:end
 
 CREATE OR REPLACE FUNCTION eventstore_internal.prevent_in_transaction_block(what text) RETURNS void
     AS 'MODULE_PATHNAME', 'eventstore_prevent_in_transaction_block'
@@ -487,7 +654,43 @@ $$;
 COMMENT ON FUNCTION eventstore.create_publication(text) IS
 'create a publication of eventstore.events (inserts only) for PostgreSQL logical replication';
 
--- Checkpoints, snapshots, idempotent consumers ---------------------------
+-- Checkpoints, snapshots, idempotent consumers (entry points: src/caller.c) ---
+
+-- A consumer name (a projection's, or any name given to save_checkpoint
+-- or mark_processed) belongs to the role that first used it: its row here
+-- records that owner, and position 0 until a checkpoint is saved.
+
+-- schema:begin
+CREATE TABLE eventstore.checkpoint (
+    projection text PRIMARY KEY,
+    position   bigint NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    owner      regrole NOT NULL,
+    CONSTRAINT checkpoint_projection_check CHECK (octet_length(projection) BETWEEN 1 AND 255),
+    CONSTRAINT checkpoint_position_check CHECK (position >= 0)
+);
+COMMENT ON TABLE eventstore.checkpoint IS 'each consumer name: its owner and the last global position it processed';
+SELECT pg_catalog.pg_extension_config_dump('eventstore.checkpoint', '');
+
+CREATE TABLE eventstore.snapshot (
+    stream     text COLLATE "C" PRIMARY KEY,
+    version    bigint NOT NULL,
+    state      jsonb NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT snapshot_version_check CHECK (version >= 1)
+);
+COMMENT ON TABLE eventstore.snapshot IS 'the latest snapshot of each aggregate stream';
+SELECT pg_catalog.pg_extension_config_dump('eventstore.snapshot', '');
+
+CREATE TABLE eventstore.processed (
+    consumer     text NOT NULL,
+    event_id     uuid NOT NULL,
+    processed_at timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT processed_pkey PRIMARY KEY (consumer, event_id)
+);
+COMMENT ON TABLE eventstore.processed IS 'events each idempotent consumer has processed';
+SELECT pg_catalog.pg_extension_config_dump('eventstore.processed', '');
+-- schema:end
 
 CREATE OR REPLACE FUNCTION eventstore.get_checkpoint(projection text) RETURNS bigint
     LANGUAGE plpgsql STABLE SECURITY DEFINER
@@ -606,7 +809,39 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION eventstore_internal.mark_processed(regrole, text, uuid) IS 'internal: mark_processed for caller';
--- Projections -----------------------------------------------------------
+
+-- src/projection.c, src/projection_batch.c, src/worker.c: projections -------
+
+-- A handler is handler(e eventstore.event) RETURNS void.  It runs as the
+-- projection's owner (the role that created it), in a security-restricted
+-- operation, with the handler's own SET search_path or else the
+-- search_path its owner had when creating the projection (search_path),
+-- never with the extension owner's rights nor the triggering session's
+-- search_path.  Inline projections are an AFTER INSERT trigger on
+-- eventstore.events; async ones are run by the background worker.
+
+-- schema:begin
+CREATE TABLE eventstore.projection (
+    name          text PRIMARY KEY,
+    handler       regprocedure NOT NULL,
+    owner         regrole NOT NULL,
+    mode          text NOT NULL,
+    stream_prefix text,
+    event_types   text[],
+    last_error    text,
+    error_count   integer NOT NULL DEFAULT 0,
+    last_error_at timestamptz,
+    retry_at      timestamptz,
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    search_path   text NOT NULL,
+    handler_timeout interval,   -- async: a batch's time limit; NULL: eventstore.handler_timeout
+    CONSTRAINT projection_name_check CHECK (name ~ '^[a-z0-9_]{1,40}$'),
+    CONSTRAINT projection_mode_check CHECK (mode IN ('inline', 'async')),
+    CONSTRAINT projection_handler_timeout_check CHECK (handler_timeout >= interval '0')
+);
+COMMENT ON TABLE eventstore.projection IS 'projections: handler, owner, mode, filter and health; use the functions, not this table';
+SELECT pg_catalog.pg_extension_config_dump('eventstore.projection', '');
+-- schema:end
 
 CREATE OR REPLACE FUNCTION eventstore_internal.call_handler(handler regprocedure, owner regrole,
                                                             search_path text, e eventstore.event) RETURNS void
@@ -1001,8 +1236,8 @@ CREATE OR REPLACE FUNCTION eventstore_internal.worker_cancel(name text) RETURNS 
 COMMENT ON FUNCTION eventstore_internal.worker_cancel(text) IS
 'internal: the worker skips this projection until the transaction ends, and abandons its running batch of it';
 
--- Privileges ------------------------------------------------------------
---
+-- Privileges ----------------------------------------------------------------
+
 -- The C functions read and write eventstore.events directly, so EXECUTE
 -- on them is the access control, and the functions over owned objects
 -- check the owner themselves.  PUBLIC gets exactly category() and
@@ -1016,8 +1251,8 @@ COMMENT ON FUNCTION eventstore_internal.worker_cancel(text) IS
 -- creates the extension would otherwise grant the internal functions (and
 -- so every owner's identity) to whomever it names.  The one internal
 -- function that is granted on purpose, inline_projection(), is stripped
--- once, when it is made or moved (sql/install.post.sql, the 0.1.0 upgrade),
--- never here.
+-- once, when it is made or moved (the fresh install's block below, the
+-- 0.1.0 upgrade's .post.sql), never here.
 CREATE OR REPLACE FUNCTION eventstore_internal.revoke_granted(kind text, object_name text, acl aclitem[], owner oid)
 RETURNS void
     LANGUAGE plpgsql
@@ -1048,3 +1283,16 @@ SELECT eventstore_internal.revoke_granted('FUNCTION', p.oid::pg_catalog.regproce
    AND p.oid <> 'eventstore_internal.inline_projection()'::pg_catalog.regprocedure;
 SELECT eventstore_internal.revoke_granted('SCHEMA', 'eventstore_internal', n.nspacl, n.nspowner)
   FROM pg_catalog.pg_namespace AS n WHERE n.nspname = 'eventstore_internal';
+
+-- A fresh install only: what ALTER DEFAULT PRIVILEGES of the creating
+-- role granted on the new objects goes.  The bookkeeping tables, the
+-- sequence and inline_projection() are no one's but the extension's until
+-- an administrator grants them (README, Privileges).  (Not in upgrades:
+-- grants made since are the administrators' own.)
+-- schema:begin
+SELECT eventstore_internal.revoke_granted('TABLE', c.oid::pg_catalog.regclass::text, c.relacl, c.relowner)
+  FROM pg_catalog.pg_class AS c
+ WHERE c.relnamespace = 'eventstore'::pg_catalog.regnamespace AND c.relkind IN ('r', 'S');
+SELECT eventstore_internal.revoke_granted('FUNCTION', 'eventstore_internal.inline_projection()', p.proacl, p.proowner)
+  FROM pg_catalog.pg_proc AS p WHERE p.oid = 'eventstore_internal.inline_projection()'::pg_catalog.regprocedure;
+-- schema:end

@@ -1,7 +1,8 @@
 
--- eventstore 0.1.0 -> 0.2.0, after functions.sql.  inline_projection()
--- keeps no grant of 0.1.0's (GRANT ... ON ALL FUNCTIONS IN SCHEMA
--- eventstore reached it there): it is the inline privilege now.
+-- eventstore 0.1.0 -> 0.2.0, after sql/eventstore.sql.
+-- inline_projection() keeps no grant of 0.1.0's (GRANT ... ON ALL
+-- FUNCTIONS IN SCHEMA eventstore reached it there): it is the inline
+-- privilege now.
 SELECT eventstore_internal.revoke_granted('FUNCTION', 'eventstore_internal.inline_projection()', p.proacl, p.proowner)
   FROM pg_catalog.pg_proc AS p WHERE p.oid = 'eventstore_internal.inline_projection()'::pg_catalog.regprocedure;
 

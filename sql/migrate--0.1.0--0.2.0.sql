@@ -1,10 +1,11 @@
--- eventstore 0.1.0 -> 0.2.0: the stored state.  The Makefile appends
--- sql/functions.sql (every function, view and privilege as in a fresh
+-- eventstore 0.1.0 -> 0.2.0: the stored state, to what the fenced blocks
+-- of sql/eventstore.sql make.  The Makefile appends sql/eventstore.sql
+-- without those blocks (every function, view and privilege as in a fresh
 -- install) and then sql/migrate--0.1.0--0.2.0.post.sql.
 
 -- Internal functions move out of the schema that application roles get
 -- EXECUTE grants on.  The two trigger functions move (the triggers follow
--- them); the others are dropped and made anew by functions.sql.
+-- them); the others are dropped and made anew by sql/eventstore.sql.
 CREATE SCHEMA eventstore_internal;
 COMMENT ON SCHEMA eventstore_internal IS 'eventstore: internal functions; never granted to application roles';
 REVOKE ALL ON SCHEMA eventstore_internal FROM PUBLIC;
@@ -16,7 +17,8 @@ ALTER FUNCTION eventstore_internal._refuse_change() RENAME TO refuse_change;
 ALTER FUNCTION eventstore._inline_projection() SET SCHEMA eventstore_internal;
 ALTER FUNCTION eventstore_internal._inline_projection() RENAME TO inline_projection;
 -- (what 0.1.0's README had roles grant on them, GRANT ... ON ALL
--- FUNCTIONS IN SCHEMA eventstore, functions.sql and the .post.sql revoke)
+-- FUNCTIONS IN SCHEMA eventstore, sql/eventstore.sql and the .post.sql
+-- revoke)
 
 -- The views gain columns (owner, search_path) and filter by owner.
 DROP VIEW eventstore.subscriptions;

@@ -18,6 +18,7 @@ OBJS = \
 	src/decoder.o \
 	src/jsonwrite.o \
 	src/projection.o \
+	src/projection_batch.o \
 	src/worker.o \
 	src/immutable.o \
 	src/slot.o \

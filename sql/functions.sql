@@ -630,52 +630,14 @@ CREATE OR REPLACE FUNCTION eventstore_internal.inline_projection() RETURNS trigg
 COMMENT ON FUNCTION eventstore_internal.inline_projection() IS
 'internal: AFTER INSERT trigger of an inline projection; EXECUTE on it is the privilege to create inline projections';
 
--- Apply a projection to the events after its checkpoint, at most
--- max_count, and move the checkpoint: one transaction, so exactly once.
-CREATE OR REPLACE FUNCTION eventstore_internal.apply_projection(p eventstore.projection, max_count integer,
-                                                                up_to bigint DEFAULT NULL,
-                                                                whole_table boolean DEFAULT false) RETURNS bigint
-    LANGUAGE plpgsql
-    SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    e eventstore.event;
-    start bigint := eventstore.get_checkpoint(p.name);
-    pos bigint := start;
-    -- the horizon never goes down, so read_all below reads at least this far
-    head bigint := eventstore.head_position();
-    n bigint := 0;
-BEGIN
-    -- whole_table: an inline projection's history, read while appends are
-    -- locked out, includes what this very transaction appended (which the
-    -- feed does not show before it commits).
-    FOR e IN SELECT * FROM eventstore.read_all(pos, max_count, p.stream_prefix, p.event_types) AS a
-              WHERE NOT whole_table AND (up_to IS NULL OR a.global_position <= up_to)
-             UNION ALL
-             SELECT t.global_position, t.stream, t.stream_version, t.event_id, t.event_type,
-                    t.data, t.metadata, t.created_at
-               FROM eventstore.events AS t
-              WHERE whole_table AND t.global_position > pos
-                AND (p.stream_prefix IS NULL OR starts_with(t.stream, p.stream_prefix))
-                AND (p.event_types IS NULL OR t.event_type = ANY (p.event_types))
-             ORDER BY 1 LOOP
-        PERFORM eventstore_internal.call_handler(p.handler, p.owner, p.search_path, e);
-        pos := e.global_position;
-        n := n + 1;
-    END LOOP;
-    -- A batch that was not full applied every matching event up to head:
-    -- move past the events the filter skips and the gaps, so lag reaches 0.
-    IF up_to IS NULL AND NOT whole_table AND (max_count IS NULL OR n < max_count) AND head > pos THEN
-        pos := head;
-    END IF;
-    IF pos <> start THEN
-        UPDATE eventstore.checkpoint AS c SET position = pos, updated_at = now()
-         WHERE c.projection = p.name;
-    END IF;
-    RETURN n;
-END
-$$;
-COMMENT ON FUNCTION eventstore_internal.apply_projection(eventstore.projection, integer, bigint, boolean) IS 'internal: one batch of a projection';
+-- An inline projection's history, at create_projection and
+-- reset_projection, while appends are locked out: every matching event
+-- after its checkpoint, this transaction's own included, through the C
+-- batch (src/projection_batch.c).  A failing handler fails it.
+CREATE OR REPLACE FUNCTION eventstore_internal.apply_history(name text) RETURNS bigint
+    AS 'MODULE_PATHNAME', 'eventstore_apply_history'
+    LANGUAGE C VOLATILE STRICT;
+COMMENT ON FUNCTION eventstore_internal.apply_history(text) IS 'internal: apply an inline projection''s history';
 
 -- The projection row, locked for this transaction, or an error; its owner
 -- is checked before the row is locked.
@@ -768,7 +730,7 @@ RETURNS void
     AS 'MODULE_PATHNAME', 'eventstore_as_caller_with_path'
     LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION eventstore.create_projection(text, regprocedure, text, text, text[]) IS
-'create a projection owned by the calling role: handler(e eventstore.event) runs as that role for every matching event, inline (in the appending transaction; history is applied now; needs the inline privilege) or async (by the background worker, from position 0); names in the handler resolve with its own SET search_path, else the search_path of this call';
+'create a projection owned by the calling role: handler(e eventstore.event) runs as that role for every matching event (a batch handler(events eventstore.event[]) for each batch, async only), inline (in the appending transaction; history is applied now; needs the inline privilege) or async (by the background worker, from position 0); names in the handler resolve with its own SET search_path, else the search_path of this call';
 
 CREATE OR REPLACE FUNCTION eventstore_internal.create_projection(
     caller regrole,
@@ -785,6 +747,7 @@ AS $$
 DECLARE
     p eventstore.projection;
     create_projection_name text := create_projection.name;
+    batch boolean;
 BEGIN
     IF create_projection_name IS NULL OR handler IS NULL OR mode IS NULL THEN
         RAISE EXCEPTION 'name, handler and mode must not be NULL' USING ERRCODE = '22004';
@@ -798,13 +761,23 @@ BEGIN
         RAISE EXCEPTION 'invalid projection mode "%"', mode
             USING ERRCODE = '22023', HINT = 'The mode is ''inline'' or ''async''.';
     END IF;
-    IF NOT EXISTS (SELECT FROM pg_catalog.pg_proc AS f
-                    WHERE f.oid = handler AND f.pronargs = 1 AND f.prokind = 'f'
-                      AND f.proargtypes[0] = 'eventstore.event'::regtype
-                      AND f.prorettype = 'void'::regtype) THEN
+    -- a handler takes one event, or a batch handler the batch's events
+    SELECT f.proargtypes[0] = 'eventstore.event[]'::regtype INTO batch
+      FROM pg_catalog.pg_proc AS f
+     WHERE f.oid = handler AND f.pronargs = 1 AND f.prokind = 'f'
+       AND f.proargtypes[0] IN ('eventstore.event'::regtype, 'eventstore.event[]'::regtype)
+       AND f.prorettype = 'void'::regtype;
+    IF NOT FOUND THEN
         RAISE EXCEPTION 'function % cannot be a projection handler', handler
             USING ERRCODE = '22023',
-                  HINT = 'A handler is a function handler(e eventstore.event) RETURNS void.';
+                  HINT = 'A handler is a function handler(e eventstore.event) RETURNS void, or a batch handler handler(events eventstore.event[]) RETURNS void.';
+    END IF;
+    -- an inline projection runs in the appending statement's row trigger
+    IF batch AND mode = 'inline' THEN
+        RAISE EXCEPTION 'an inline projection cannot have a batch handler'
+            USING ERRCODE = '0A000',
+                  DETAIL = pg_catalog.format('Function %s takes eventstore.event[]; an inline projection runs its handler for each appended event.', handler),
+                  HINT = 'Make the projection async, or give it a handler(e eventstore.event).';
     END IF;
     PERFORM eventstore_internal.check_handler(handler, caller);
     IF stream_prefix IS NOT NULL AND (stream_prefix = '' OR strpos(stream_prefix, ',') > 0) THEN
@@ -836,7 +809,7 @@ BEGIN
         -- Creating the trigger waits for every in-flight append and holds
         -- new ones until commit, so catching up here misses nothing.
         PERFORM eventstore_internal.create_inline_trigger(p);
-        PERFORM eventstore_internal.apply_projection(p, NULL, NULL, true);
+        PERFORM eventstore_internal.apply_history(p.name);
     ELSE
         PERFORM eventstore_internal.wake_worker();
     END IF;
@@ -851,27 +824,16 @@ CREATE OR REPLACE FUNCTION eventstore.run_projection(name text, max_count intege
 COMMENT ON FUNCTION eventstore.run_projection(text, integer) IS
 'apply one batch of an async projection in the caller''s transaction; returns the number of events applied';
 
+-- One batch in C (src/projection_batch.c): projection_lock (the owner
+-- checked, the row lock serializes runners: no event is applied twice),
+-- the checkpoint locked (a REPEATABLE READ runner whose snapshot predates
+-- another runner's checkpoint fails with 40001 instead of re-applying
+-- events), the events after it through the gap-safe feed, the handler,
+-- the checkpoint moved once.  Inline projections are always up to date:
+-- 0.  A failing handler fails it, its CONTEXT naming the event.
 CREATE OR REPLACE FUNCTION eventstore_internal.run_projection(caller regrole, name text, max_count integer) RETURNS bigint
-    LANGUAGE plpgsql
-    SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    p eventstore.projection;
-BEGIN
-    IF max_count < 0 THEN
-        RAISE EXCEPTION 'max_count must not be negative' USING ERRCODE = '22023';
-    END IF;
-    -- the row lock serializes runners: no event is applied twice
-    p := eventstore_internal.projection_lock(caller, run_projection.name);
-    IF p.mode = 'inline' THEN
-        RETURN 0;   -- inline projections are always up to date
-    END IF;
-    -- and a REPEATABLE READ runner whose snapshot predates another
-    -- runner's checkpoint fails here (40001) instead of re-applying events
-    PERFORM FROM eventstore.checkpoint AS c WHERE c.projection = p.name FOR UPDATE;
-    RETURN eventstore_internal.apply_projection(p, max_count);
-END
-$$;
+    AS 'MODULE_PATHNAME', 'eventstore_run_projection'
+    LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION eventstore_internal.run_projection(regrole, text, integer) IS 'internal: run_projection for caller';
 
 CREATE OR REPLACE FUNCTION eventstore.reset_projection(name text, "position" bigint DEFAULT 0) RETURNS void
@@ -902,7 +864,7 @@ BEGIN
         -- replay now, holding appends back as create_projection does; the
         -- trigger is made anew (pg_restore does not bring it back)
         PERFORM eventstore_internal.create_inline_trigger(p);
-        PERFORM eventstore_internal.apply_projection(p, NULL, NULL, true);
+        PERFORM eventstore_internal.apply_history(p.name);
     ELSE
         PERFORM eventstore_internal.wake_worker();
     END IF;
@@ -1016,69 +978,16 @@ AS $$
 $$;
 COMMENT ON FUNCTION eventstore_internal.worker_failed(text, text, integer) IS 'internal: record a failed batch and when to retry';
 
--- The position of the first event of the next batch whose handler fails
--- (each tried in a subtransaction that is always rolled back).
-CREATE OR REPLACE FUNCTION eventstore_internal.first_failing(p eventstore.projection, max_count integer) RETURNS bigint
-    LANGUAGE plpgsql
-    SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    e eventstore.event;
-BEGIN
-    FOR e IN SELECT * FROM eventstore.read_all(eventstore.get_checkpoint(p.name), max_count,
-                                               p.stream_prefix, p.event_types) LOOP
-        BEGIN
-            PERFORM eventstore_internal.call_handler(p.handler, p.owner, p.search_path, e);
-            RAISE EXCEPTION USING ERRCODE = 'ES999';   -- undo, go on
-        EXCEPTION
-            WHEN SQLSTATE 'ES999' THEN NULL;
-            WHEN OTHERS THEN RETURN e.global_position;
-        END;
-    END LOOP;
-    RETURN NULL;
-END
-$$;
-COMMENT ON FUNCTION eventstore_internal.first_failing(eventstore.projection, integer) IS 'internal: find the event a projection fails on';
-
--- One batch for the worker.  A failing handler does not lose the events
--- before it: they are applied and checkpointed, the failing one is not,
--- and the error is recorded with a retry time.  The projection stalls at
--- the failing event, never skips it.
+-- One batch for the worker, in C (src/projection_batch.c; the worker
+-- calls it directly, this is for tests).  A failing handler does not lose
+-- the events before it: they are applied and checkpointed, the failing
+-- one is not, and the error is recorded with a retry time
+-- (worker_failed).  The projection stalls at the failing event, never
+-- skips it.  A projection whose row is locked (someone runs it now) is
+-- skipped: 0.
 CREATE OR REPLACE FUNCTION eventstore_internal.worker_run(name text, max_count integer, naptime_ms integer) RETURNS bigint
-    LANGUAGE plpgsql
-    SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    p eventstore.projection;
-    n bigint;
-    failed_at bigint;
-    message text;
-BEGIN
-    SELECT * INTO p FROM eventstore.projection AS t
-     WHERE t.name = worker_run.name AND t.mode = 'async' FOR UPDATE SKIP LOCKED;
-    IF NOT FOUND THEN
-        RETURN 0;   -- dropped, or someone runs it right now
-    END IF;
-    BEGIN
-        n := eventstore_internal.apply_projection(p, max_count);
-    EXCEPTION WHEN OTHERS THEN
-        GET STACKED DIAGNOSTICS message = MESSAGE_TEXT;
-        -- which event failed?  the first one the batch did not get past
-        failed_at := eventstore_internal.first_failing(p, max_count);
-        n := 0;
-        IF failed_at IS NOT NULL THEN
-            n := eventstore_internal.apply_projection(p, max_count, failed_at - 1);
-        END IF;
-        PERFORM eventstore_internal.worker_failed(p.name, message, naptime_ms);
-        RETURN n;
-    END;
-    IF p.error_count > 0 OR p.retry_at IS NOT NULL THEN
-        UPDATE eventstore.projection AS t SET last_error = NULL, error_count = 0, retry_at = NULL
-         WHERE t.name = p.name;
-    END IF;
-    RETURN n;
-END
-$$;
+    AS 'MODULE_PATHNAME', 'eventstore_worker_run'
+    LANGUAGE C VOLATILE STRICT;
 COMMENT ON FUNCTION eventstore_internal.worker_run(text, integer, integer) IS 'internal: one batch of an async projection for the worker';
 
 CREATE OR REPLACE FUNCTION eventstore_internal.wake_worker() RETURNS void

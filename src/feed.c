@@ -41,6 +41,7 @@
 
 #include "catalog.h"
 #include "eventstore.h"
+#include "feed.h"
 #include "registry.h"
 #include "result.h"
 #include "stream.h"
@@ -54,8 +55,8 @@ typedef struct EsSource
 	bool		valid;			/* slot holds the current row */
 } EsSource;
 
-/* Everything a global read needs. */
-typedef struct EsFeedRead
+/* Everything a global read needs (feed.h: opaque to other files). */
+struct EsFeedRead
 {
 	Relation	heap;
 	Snapshot	snapshot;
@@ -69,7 +70,10 @@ typedef struct EsFeedRead
 	text	  **types;			/* NULL: no type filter */
 	int			group_size;		/* 0: no consumer group */
 	int			group_member;
-} EsFeedRead;
+	/* EsFeedNext: sources advanced, and the one whose row it returned */
+	bool		started;
+	EsSource   *returned;
+};
 
 /*
  * FNV-1a, 64 bits, over the bytes of the stream name: a hash that anyone
@@ -224,35 +228,48 @@ es_add_category_sources(EsFeedRead *rd, Oid indexoid, text *prefix)
 }
 
 /*
- * Merge the sources by position into the SRF's tuplestore, at most limit
- * rows.  The number of sources is small (types named, categories
- * matched), so a linear pick of the minimum is enough.
+ * The next row of the read in position order, or NULL at the end.  The
+ * number of sources is small (types named, categories matched), so a
+ * linear pick of the minimum is enough.  The slot returned stays valid
+ * until the next call.
  */
+static TupleTableSlot *
+es_feed_next(EsFeedRead *rd)
+{
+	ListCell   *lc;
+	EsSource   *best = NULL;
+
+	if (!rd->started)
+	{
+		foreach(lc, rd->sources)
+			es_source_advance(rd, (EsSource *) lfirst(lc));
+		rd->started = true;
+	}
+	else if (rd->returned != NULL)
+		es_source_advance(rd, rd->returned);
+
+	foreach(lc, rd->sources)
+	{
+		EsSource   *src = (EsSource *) lfirst(lc);
+
+		if (src->valid && (best == NULL || src->position < best->position))
+			best = src;
+	}
+	rd->returned = best;
+	return best != NULL ? best->slot : NULL;
+}
+
+/* Merge the sources by position into the SRF's tuplestore, at most limit rows. */
 static void
 es_merge_sources(EsFeedRead *rd, ReturnSetInfo *rsinfo, int64 limit)
 {
-	ListCell   *lc;
 	int64		count = 0;
+	TupleTableSlot *slot;
 
-	foreach(lc, rd->sources)
-		es_source_advance(rd, (EsSource *) lfirst(lc));
-
-	while (count < limit)
+	while (count < limit && (slot = es_feed_next(rd)) != NULL)
 	{
-		EsSource   *best = NULL;
-
-		foreach(lc, rd->sources)
-		{
-			EsSource   *src = (EsSource *) lfirst(lc);
-
-			if (src->valid && (best == NULL || src->position < best->position))
-				best = src;
-		}
-		if (best == NULL)
-			break;
-		EsPutEvent(rsinfo, best->slot);
+		EsPutEvent(rsinfo, slot);
 		count++;
-		es_source_advance(rd, best);
 	}
 }
 
@@ -265,6 +282,35 @@ es_feed_begin(EsFeedRead *rd, const EsCatalog *cat, int64 after)
 	rd->horizon = EsSafeHorizon(cat);
 	rd->snapshot = RegisterSnapshot(GetLatestSnapshot());
 	rd->heap = table_open(cat->events, AccessShareLock);
+}
+
+/*
+ * Add the sources of a read_all filter (prefix NULL: any stream; types
+ * parsed into rd already, NULL: any type).
+ */
+static void
+es_feed_add_filter_sources(EsFeedRead *rd, const EsCatalog *cat, text *prefix)
+{
+	if (prefix != NULL)
+	{
+		const char *p = VARDATA_ANY(prefix);
+		const char *dash = memchr(p, '-', VARSIZE_ANY_EXHDR(prefix));
+
+		rd->prefix = prefix;
+		if (dash != NULL)
+			es_add_source(rd, cat->category_idx,
+						  cstring_to_text_with_len(p, dash - p));
+		else
+			es_add_category_sources(rd, cat->category_idx, prefix);
+	}
+	else if (rd->types != NULL)
+	{
+		for (int i = 0; i < rd->ntypes; i++)
+			es_add_source(rd, cat->type_idx, rd->types[i]);
+		rd->types = NULL;		/* the sources are the filter */
+	}
+	else
+		es_add_source(rd, cat->pkey_idx, NULL);
 }
 
 /* Close every scan, index and the heap; release the snapshot. */
@@ -366,26 +412,8 @@ eventstore_read_all(PG_FUNCTION_ARGS)
 
 	if (limit == 0 || rd.horizon <= after || (rd.types != NULL && rd.ntypes == 0))
 		;						/* nothing to read */
-	else if (prefix != NULL)
-	{
-		const char *p = VARDATA_ANY(prefix);
-		const char *dash = memchr(p, '-', VARSIZE_ANY_EXHDR(prefix));
-
-		rd.prefix = prefix;
-		if (dash != NULL)
-			es_add_source(&rd, cat->category_idx,
-						  cstring_to_text_with_len(p, dash - p));
-		else
-			es_add_category_sources(&rd, cat->category_idx, prefix);
-	}
-	else if (rd.types != NULL)
-	{
-		for (int i = 0; i < rd.ntypes; i++)
-			es_add_source(&rd, cat->type_idx, rd.types[i]);
-		rd.types = NULL;		/* the sources are the filter */
-	}
 	else
-		es_add_source(&rd, cat->pkey_idx, NULL);
+		es_feed_add_filter_sources(&rd, cat, prefix);
 
 	es_merge_sources(&rd, rsinfo, limit);
 	es_feed_end(&rd);
@@ -478,4 +506,66 @@ eventstore_consumer_group_member(PG_FUNCTION_ARGS)
 				 errmsg("group_size must be at least 1")));
 	PG_RETURN_INT32((int32) (es_stream_hash(VARDATA_ANY(stream),
 											VARSIZE_ANY_EXHDR(stream)) % (uint64) size));
+}
+
+/*
+ * Open a read of the events after position after that match a
+ * projection's filter (prefix NULL: any stream; types NULL: any type), in
+ * position order, for EsFeedNext.  Gap-safe: up to the safe horizon, with
+ * a snapshot taken after it (see the file header) -- unless whole_table,
+ * for an inline projection's history, read while appends are locked
+ * out: every row the caller's active snapshot shows, including what its
+ * own transaction appended (which the horizon does not pass before it
+ * commits).  In the caller's memory context; EsFeedClose ends it.
+ */
+EsFeedRead *
+EsFeedOpen(int64 after, text *prefix, ArrayType *types, bool whole_table)
+{
+	const EsCatalog *cat = EsGetCatalog();
+	EsFeedRead *rd = palloc0(sizeof(EsFeedRead));
+
+	rd->after = after;
+	if (whole_table)
+	{
+		rd->horizon = PG_INT64_MAX;
+		rd->snapshot = RegisterSnapshot(GetActiveSnapshot());
+	}
+	else
+	{
+		rd->horizon = EsSafeHorizon(cat);
+		rd->snapshot = RegisterSnapshot(GetLatestSnapshot());
+	}
+	rd->heap = table_open(cat->events, AccessShareLock);
+	if (prefix != NULL && VARSIZE_ANY_EXHDR(prefix) == 0)
+		prefix = NULL;
+	if (types != NULL)
+		es_parse_types(types, rd);
+	if (rd->horizon > after && (rd->types == NULL || rd->ntypes > 0))
+		es_feed_add_filter_sources(rd, cat, prefix);
+	return rd;
+}
+
+/* The next event of the read (a slot of eventstore.events), or NULL. */
+TupleTableSlot *
+EsFeedNext(EsFeedRead *rd)
+{
+	return es_feed_next(rd);
+}
+
+/*
+ * The read's upper bound: once EsFeedNext returned NULL, every matching
+ * event up to it was returned.
+ */
+int64
+EsFeedHorizon(EsFeedRead *rd)
+{
+	return rd->horizon;
+}
+
+/* End a read of EsFeedOpen. */
+void
+EsFeedClose(EsFeedRead *rd)
+{
+	es_feed_end(rd);
+	pfree(rd);
 }

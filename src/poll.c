@@ -66,6 +66,7 @@
 #include "eventstore.h"
 #include "catalog.h"
 #include "decoder.h"
+#include "feed.h"
 #include "poll.h"
 #include "result.h"
 #include "subscription.h"
@@ -90,10 +91,6 @@
 	"  LEFT JOIN eventstore.subscription AS t ON t.name = s.name" \
 	"  LEFT JOIN pg_catalog.pg_replication_slots AS rs ON rs.slot_name = s.slot_name"
 
-#define ES_POLL_SQL_HISTORY \
-	"SELECT a.* FROM eventstore.read_all($1, $2, $3, $4) AS a" \
-	" WHERE a.global_position <= $5"
-
 #define ES_POLL_SQL_UPDATE \
 	"UPDATE eventstore.subscription AS t" \
 	"   SET polled = ROW($2, $3, $4)::eventstore.cursor," \
@@ -105,7 +102,6 @@ typedef struct EsPollPlans
 {
 	SPIPlanPtr	restart_point;
 	SPIPlanPtr	lock;
-	SPIPlanPtr	history;
 	SPIPlanPtr	update;
 } EsPollPlans;
 
@@ -196,14 +192,12 @@ static void
 es_prepare_plans(void)
 {
 	Oid			lock_types[2] = {REGROLEOID, TEXTOID};
-	Oid			history_types[5] = {INT8OID, INT4OID, TEXTOID, TEXTARRAYOID, INT8OID};
 	Oid			update_types[7] = {TEXTOID, LSNOID, INT8OID, INT8OID, INT8OID, LSNOID, INT8OID};
 
 	if (es_plans.update != NULL)
 		return;
 	es_plans.restart_point = es_prepare(ES_POLL_SQL_RESTART_POINT, 2, lock_types);
 	es_plans.lock = es_prepare(ES_POLL_SQL_LOCK, 2, lock_types);
-	es_plans.history = es_prepare(ES_POLL_SQL_HISTORY, 5, history_types);
 	es_plans.update = es_prepare(ES_POLL_SQL_UPDATE, 7, update_types);
 }
 
@@ -607,51 +601,51 @@ es_poll_fetch(ReturnSetInfo *rsinfo, EsPollDecode *pd, TupleDesc cursor_desc)
 	table_close(heap, AccessShareLock);
 }
 
-/* The history part: events at or below the seam, from the table. */
+/*
+ * The history part: events at or below the seam, from the table, through
+ * the gap-safe feed (feed.h), in position order.
+ */
 static int
 es_poll_history(ReturnSetInfo *rsinfo, EsPollState *st, EsCursor *cur, int max_count,
 				TupleDesc cursor_desc)
 {
-	Datum		args[5];
-	char		argnulls[5] = {' ', ' ', ' ', ' ', ' '};
-	int			rc;
-	uint64		n;
+	EsFeedRead *rd;
+	TupleTableSlot *slot;
+	Datum		values[ES_NUM_EVENT_COLS + 1];
+	bool		nulls[ES_NUM_EVENT_COLS + 1];
+	int			n = 0;
 
-	args[0] = Int64GetDatum(cur->seq);
-	args[1] = Int32GetDatum(max_count);
-	if (st->stream_prefix != NULL)
-		args[2] = CStringGetTextDatum(st->stream_prefix);
-	else
-		argnulls[2] = 'n';
-	if (st->event_types != NULL)
-		args[3] = st->event_types_array;
-	else
-		argnulls[3] = 'n';
-	args[4] = Int64GetDatum(st->seam);
-
-	rc = SPI_execute_plan(es_plans.history, args, argnulls, true, 0);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "reading history failed: %s", SPI_result_code_string(rc));
-	n = SPI_processed;
-	for (uint64 i = 0; i < n; i++)
+	rd = EsFeedOpen(cur->seq,
+					st->stream_prefix ? cstring_to_text(st->stream_prefix) : NULL,
+					st->event_types ? DatumGetArrayTypeP(st->event_types_array) : NULL,
+					false);
+	while (n < max_count && (slot = EsFeedNext(rd)) != NULL)
 	{
-		Datum		values[ES_NUM_EVENT_COLS + 1];
-		bool		nulls[ES_NUM_EVENT_COLS + 1];
 		Datum		cv[3];
 		bool		cn[3] = {false, false, false};
+		int64		position;
+		HeapTuple	ctup;
 
-		heap_deform_tuple(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, values, nulls);
+		slot_getsomeattrs(slot, ES_NUM_EVENT_COLS);
+		position = DatumGetInt64(slot->tts_values[Anum_es_position - 1]);
+		if (position > st->seam)
+			break;
+		memcpy(values, slot->tts_values, sizeof(Datum) * ES_NUM_EVENT_COLS);
+		memcpy(nulls, slot->tts_isnull, sizeof(bool) * ES_NUM_EVENT_COLS);
 		cur->lsn = InvalidXLogRecPtr;
-		cur->seq = DatumGetInt64(values[Anum_es_position - 1]);
-		cur->position = cur->seq;
+		cur->seq = cur->position = position;
 		cv[0] = LSNGetDatum(cur->lsn);
 		cv[1] = Int64GetDatum(cur->seq);
 		cv[2] = Int64GetDatum(cur->position);
-		values[ES_NUM_EVENT_COLS] = HeapTupleGetDatum(heap_form_tuple(cursor_desc, cv, cn));
+		ctup = heap_form_tuple(cursor_desc, cv, cn);
+		values[ES_NUM_EVENT_COLS] = HeapTupleGetDatum(ctup);
 		nulls[ES_NUM_EVENT_COLS] = false;
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		heap_freetuple(ctup);
+		n++;
 	}
-	return (int) n;
+	EsFeedClose(rd);
+	return n;
 }
 
 static void

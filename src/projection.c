@@ -45,6 +45,7 @@
 
 #include "catalog.h"
 #include "eventstore.h"
+#include "projection.h"
 
 /*
  * The handler of one call site, cached in the caller's fn_extra: no
@@ -192,32 +193,166 @@ eventstore_check_handler(PG_FUNCTION_ARGS)
 }
 
 /*
- * Call the cached handler with event as its owner, in a security-
- * restricted operation, with search_path (see the file header).  The GUC
- * nest level is always rolled back: nothing the handler SETs outlives it.
- * On error, the (sub)transaction abort restores all of it.
+ * Call handler (flinfo) with arg as owner, in a security-restricted
+ * operation, with search_path (as es_handler_search_path made it; see the
+ * file header).  The GUC nest level is always rolled back: nothing the
+ * handler SETs outlives it.  On error, the (sub)transaction abort restores
+ * all of it.
  */
 static void
-es_call_as(EsHandlerCache *c, const char *search_path, Datum event)
+es_call_handler_as(Oid handler, Oid owner, FmgrInfo *flinfo, const char *search_path,
+				   Datum arg)
 {
 	Oid			save_userid;
 	int			save_sec_context;
 	int			nestlevel;
 
-	es_check_handler(c->handler, c->owner);
+	es_check_handler(handler, owner);
 	GetUserIdAndSecContext(&save_userid, &save_sec_context);
 	nestlevel = NewGUCNestLevel();
-	(void) set_config_option("search_path", es_handler_search_path(search_path),
+	(void) set_config_option("search_path", search_path,
 							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
-	SetUserIdAndSecContext(c->owner, save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
+	SetUserIdAndSecContext(owner, save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
 						   SECURITY_RESTRICTED_OPERATION);
 	PG_TRY();
 	{
 		LOCAL_FCINFO(fcinfo, 1);
 
 		/* not OidFunctionCall1: a void SQL function returns NULL */
-		InitFunctionCallInfoData(*fcinfo, &c->flinfo, 1, InvalidOid, NULL, NULL);
-		fcinfo->args[0].value = event;
+		InitFunctionCallInfoData(*fcinfo, flinfo, 1, InvalidOid, NULL, NULL);
+		fcinfo->args[0].value = arg;
+		fcinfo->args[0].isnull = false;
+		(void) FunctionCallInvoke(fcinfo);
+	}
+	PG_FINALLY();
+	{
+		SetUserIdAndSecContext(save_userid, save_sec_context);
+	}
+	PG_END_TRY();
+	AtEOXact_GUC(false, nestlevel);
+}
+
+/* Call the cached handler with event (see es_call_handler_as). */
+static void
+es_call_as(EsHandlerCache *c, const char *search_path, Datum event)
+{
+	es_call_handler_as(c->handler, c->owner, &c->flinfo, es_handler_search_path(search_path),
+					   event);
+}
+
+/*
+ * Is handler a batch handler, handler(events eventstore.event[])?  (Else
+ * it takes one eventstore.event: create_projection accepts only these.)
+ */
+bool
+EsHandlerIsBatch(Oid handler)
+{
+	HeapTuple	tup;
+	bool		batch;
+
+	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(handler));
+	if (!HeapTupleIsValid(tup))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FUNCTION),
+				 errmsg("the handler of a projection, function %u, does not exist", handler),
+				 errhint("Drop the projection, or create it again with an existing handler.")));
+	batch = ((Form_pg_proc) GETSTRUCT(tup))->pronargs == 1 &&
+		((Form_pg_proc) GETSTRUCT(tup))->proargtypes.values[0] ==
+		get_array_type(EsGetCatalog()->event_type);
+	ReleaseSysCache(tup);
+	return batch;
+}
+
+/*
+ * Prepare a handler for calls by EsHandlerCall, in cxt: looked up once per
+ * batch, its search_path made once.
+ */
+void
+EsHandlerInit(EsHandler *h, Oid handler, Oid owner, const char *search_path,
+			  MemoryContext cxt)
+{
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+
+	h->handler = handler;
+	h->owner = owner;
+	h->batch = EsHandlerIsBatch(handler);
+	h->search_path = es_handler_search_path(search_path);
+	h->cxt = cxt;
+	h->stale = false;
+	fmgr_info_cxt(handler, &h->flinfo, cxt);
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * A call of the handler failed, and its (sub)transaction was rolled back:
+ * its FmgrInfo must not be used again.  A language handler's cache in it
+ * may point to what the error freed (PL/pgSQL, when CREATE OR REPLACE
+ * FUNCTION made the function fail to compile), and the function may have
+ * changed its language.  The next EsHandlerBegin looks it up anew.
+ */
+void
+EsHandlerFailed(EsHandler *h)
+{
+	h->stale = true;
+}
+
+/*
+ * Start calling a handler prepared by EsHandlerInit: its search_path is
+ * set once, at a GUC nest level of its own, for the EsHandlerCall calls
+ * that follow; EsHandlerEnd undoes it (or the (sub)transaction's abort).
+ */
+int
+EsHandlerBegin(EsHandler *h)
+{
+	int			nestlevel;
+
+	if (h->stale)
+	{
+		/* in the caller's (sub)transaction: a function gone fails the call */
+		es_check_handler(h->handler, h->owner);
+		memset(&h->flinfo, 0, sizeof(h->flinfo));
+		fmgr_info_cxt(h->handler, &h->flinfo, h->cxt);
+		h->stale = false;
+	}
+	nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", h->search_path,
+							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+	return nestlevel;
+}
+
+/* The end of EsHandlerBegin's calls. */
+void
+EsHandlerEnd(int nestlevel)
+{
+	AtEOXact_GUC(false, nestlevel);
+}
+
+/*
+ * Call a handler prepared by EsHandlerInit, between EsHandlerBegin and
+ * EsHandlerEnd, with arg (an eventstore.event, or an eventstore.event[]
+ * for a batch handler), as its owner with every restriction of the file
+ * header, checked again at this call.  Each call has a GUC nest level of
+ * its own: whatever the handler sets, the next call starts with the
+ * projection's search_path and nothing else changed.
+ */
+void
+EsHandlerCall(EsHandler *h, Datum arg)
+{
+	Oid			save_userid;
+	int			save_sec_context;
+	int			nestlevel;
+
+	es_check_handler(h->handler, h->owner);
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	nestlevel = NewGUCNestLevel();
+	SetUserIdAndSecContext(h->owner, save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	PG_TRY();
+	{
+		LOCAL_FCINFO(fcinfo, 1);
+
+		InitFunctionCallInfoData(*fcinfo, &h->flinfo, 1, InvalidOid, NULL, NULL);
+		fcinfo->args[0].value = arg;
 		fcinfo->args[0].isnull = false;
 		(void) FunctionCallInvoke(fcinfo);
 	}

@@ -69,6 +69,7 @@
 #include "utils/timestamp.h"
 #include "utils/varlena.h"
 
+#include "projection_batch.h"
 #include "registry.h"
 #include "worker.h"
 
@@ -886,7 +887,7 @@ es_batch_end(uint64 batch)
 }
 
 /*
- * One batch of one projection (eventstore_internal.worker_run records handler
+ * One batch of one projection (EsProjectionWorkerBatch records handler
  * errors itself), within its time limit.  Returns the number of events
  * applied, or -1 when the batch rolled back: an unexpected error or the
  * time limit, recorded with a retry time, or a cancel (by a backend
@@ -897,8 +898,7 @@ static int64
 es_worker_run_one(const EsDue *due, MemoryContext cxt)
 {
 	int64		applied = 0;
-	Oid			types[3] = {TEXTOID, INT4OID, INT4OID};
-	Datum		values[3];
+	Datum		values[1];
 	int			timeout_ms = due->timeout_ms >= 0 ? due->timeout_ms : es_handler_timeout;
 	uint64		batch;
 
@@ -906,29 +906,19 @@ es_worker_run_one(const EsDue *due, MemoryContext cxt)
 	if (!es_batch_begin(due->name, &batch))
 		return 0;
 	values[0] = CStringGetTextDatum(due->name);
-	values[1] = Int32GetDatum(es_worker_batch_size);
-	values[2] = Int32GetDatum(es_worker_naptime);
 	es_batch_timed_out = false;
 
 	PG_TRY();
 	{
 		SetCurrentStatementStartTimestamp();
 		StartTransactionCommand();
-		SPI_connect();
 		PushActiveSnapshot(GetTransactionSnapshot());
 		pgstat_report_activity(STATE_RUNNING, "eventstore_internal.worker_run");
 		if (timeout_ms > 0)
 			enable_timeout_after(es_batch_timeout, timeout_ms);
-		if (SPI_execute_with_args("SELECT eventstore_internal.worker_run($1, $2, $3)", 3, types, values,
-								  NULL, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
-			elog(ERROR, "unexpected SPI failure running projection \"%s\"", due->name);
+		/* projection_batch.c: handler errors are recorded there */
+		applied = EsProjectionWorkerBatch(due->name, es_worker_batch_size, es_worker_naptime);
 		disable_timeout(es_batch_timeout, false);
-		{
-			bool		isnull;
-
-			applied = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-		}
-		SPI_finish();
 		PopActiveSnapshot();
 		CommitTransactionCommand();
 		MemoryContextSwitchTo(cxt);

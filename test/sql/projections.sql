@@ -42,7 +42,7 @@ END
 $$;
 
 BEGIN;
-SELECT plan(158);
+SELECT plan(189);
 
 -- The position of a stream's event at a version.
 CREATE FUNCTION pg_temp.pos(s text, v bigint) RETURNS bigint LANGUAGE sql AS $$
@@ -262,6 +262,20 @@ SELECT lives_ok($$SELECT eventstore.create_projection('fragile', 'fragile_h(even
 SELECT throws_ok($$SELECT eventstore.run_projection('fragile')$$, 'P0001', 'fragile cannot take 20',
     'run_projection fails with the handler''s error');
 SELECT is(eventstore.get_checkpoint('fragile'), 0::bigint, '  and applies nothing');
+-- the CONTEXT of an error, or NULL when q succeeds
+CREATE FUNCTION pg_temp.error_context(q text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    c text;
+BEGIN
+    EXECUTE q;
+    RETURN NULL;
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS c = PG_EXCEPTION_CONTEXT;
+    RETURN c;
+END $$;
+SELECT matches(pg_temp.error_context($$SELECT eventstore.run_projection('fragile')$$),
+    format('eventstore projection "fragile", the event at position %s$', pg_temp.pos('acct-1', 3)),
+    '  its CONTEXT names the failing event''s position');
 SELECT is(eventstore_internal.worker_run('fragile', 1000, 100), 1::bigint, 'the worker''s batch applies the one event before the failing one');
 SELECT results_eq($$SELECT position FROM fragile_rm$$, ARRAY[pg_temp.pos('acct-1', 2)], '  acct-1''s first deposit');
 SELECT results_eq(
@@ -289,6 +303,103 @@ SELECT lives_ok($$SELECT eventstore_internal.worker_failed('ledger', 'simulated'
 SELECT lives_ok($$SELECT eventstore.reset_projection('ledger', 0)$$, 'reset_projection');
 SELECT results_eq($$SELECT last_error, error_count, retry_at FROM eventstore.projections WHERE name = 'ledger'$$,
     $$VALUES (NULL::text, 0, NULL::timestamptz)$$, '  clears the error');
+
+-- ---------------------------------------------------------------------
+-- 6b. Batch handlers: handler(events eventstore.event[]) gets a batch's
+-- events in position order in one call, with the guarantees of a
+-- per-event handler; a failing batch is narrowed to the failing event.
+CREATE TABLE batch_rm (event_id uuid PRIMARY KEY, position bigint NOT NULL, call bigint NOT NULL, idx bigint NOT NULL);
+CREATE SEQUENCE batch_calls;
+CREATE FUNCTION batch_h(events eventstore.event[]) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    c bigint := nextval('batch_calls');
+BEGIN
+    INSERT INTO batch_rm SELECT u.event_id, u.global_position, c, u.ordinality
+      FROM unnest(events) WITH ORDINALITY AS u;
+END $$;
+SELECT lives_ok($$SELECT eventstore.create_projection('batched', 'batch_h(eventstore.event[])')$$,
+    'create_projection with a batch handler');
+SELECT is(eventstore.run_projection('batched'), 10::bigint, 'run_projection applies the 10 events');
+SELECT is((SELECT count(DISTINCT call) FROM batch_rm), 1::bigint, '  in one call of the batch handler');
+SELECT results_eq($$SELECT position FROM batch_rm ORDER BY idx$$,
+    $$SELECT global_position FROM eventstore.read_all(0, 100)$$, '  every event once, in position order');
+SELECT is(eventstore.get_checkpoint('batched'), :head::bigint, '  the checkpoint is at the head');
+SELECT is(eventstore.run_projection('batched'), 0::bigint, '  and the next batch applies nothing');
+SELECT lives_ok($$SELECT eventstore.reset_projection('batched')$$, 'reset_projection of the batch projection');
+TRUNCATE batch_rm;
+SELECT is(eventstore.run_projection('batched', 4), 4::bigint, 'run_projection with max_count 4 applies 4 events');
+SELECT results_eq($$SELECT count(*), count(DISTINCT call), max(position) FROM batch_rm$$,
+    format('VALUES (4::bigint, 1::bigint, %s::bigint)', pg_temp.pos('acct-1', 4)), '  the first 4, in one call');
+SELECT is(eventstore.get_checkpoint('batched'), pg_temp.pos('acct-1', 4), '  checkpointed after the 4th');
+SELECT is(eventstore.run_projection('batched'), 6::bigint, '  the next batch applies the other 6');
+SELECT is((SELECT count(*) FROM batch_rm), 10::bigint, '  each once');
+SELECT throws_ok($$SELECT eventstore.create_projection('batched_inline', 'batch_h(eventstore.event[])', 'inline')$$,
+    '0A000', 'an inline projection cannot have a batch handler', 'an inline projection with a batch handler is refused');
+CREATE FUNCTION texts_h(t text[]) RETURNS void LANGUAGE sql AS '';
+SELECT throws_ok($$SELECT eventstore.create_projection('texts', 'texts_h(text[])')$$,
+    '22023', 'function public.texts_h(text[]) cannot be a projection handler', 'a handler of another array type is refused');
+
+-- A batch handler failing on acct-1's 20 (its third event), after it
+-- wrote the rows of the whole batch: bisection finds that event, the two
+-- before it are applied and checkpointed, nothing of the failing calls
+-- remains.
+CREATE TABLE fragile_batch_rm (event_id uuid PRIMARY KEY, position bigint NOT NULL);
+CREATE FUNCTION fragile_batch_h(events eventstore.event[]) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO fragile_batch_rm SELECT u.event_id, u.global_position FROM unnest(events) AS u;
+    IF EXISTS (SELECT FROM unnest(events) AS u WHERE (u.data->>'amount')::int = 20) THEN
+        RAISE EXCEPTION 'fragile batch cannot take 20' USING ERRCODE = 'P0001';
+    END IF;
+END $$;
+SELECT lives_ok($$SELECT eventstore.create_projection('fragile_batch', 'fragile_batch_h(eventstore.event[])')$$,
+    'create_projection with a failing batch handler');
+SELECT throws_ok($$SELECT eventstore.run_projection('fragile_batch')$$, 'P0001', 'fragile batch cannot take 20',
+    'run_projection fails with the batch handler''s error');
+SELECT matches(pg_temp.error_context($$SELECT eventstore.run_projection('fragile_batch')$$),
+    format('eventstore projection "fragile_batch", the event at position %s$', pg_temp.pos('acct-1', 3)),
+    '  its CONTEXT names the failing event''s position');
+SELECT is((SELECT count(*) FROM fragile_batch_rm), 0::bigint, '  and applies nothing');
+SELECT is(eventstore_internal.worker_run('fragile_batch', 1000, 100), 2::bigint,
+    'the worker''s batch applies the two events before the failing one');
+SELECT results_eq($$SELECT position FROM fragile_batch_rm ORDER BY position$$,
+    ARRAY[pg_temp.pos('acct-1', 1), pg_temp.pos('acct-1', 2)], '  and only them');
+SELECT results_eq($$SELECT checkpoint, last_error, error_count FROM eventstore.projections WHERE name = 'fragile_batch'$$,
+    format('VALUES (%s::bigint, %L, 1)', pg_temp.pos('acct-1', 2), 'fragile batch cannot take 20'),
+    '  checkpointed right before the failing event, the error recorded');
+SELECT is(eventstore_internal.worker_run('fragile_batch', 1000, 100), 0::bigint, '  the next batch stalls there');
+CREATE OR REPLACE FUNCTION fragile_batch_h(events eventstore.event[]) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO fragile_batch_rm SELECT u.event_id, u.global_position FROM unnest(events) AS u;
+END $$;
+SELECT is(eventstore_internal.worker_run('fragile_batch', 1000, 100), 8::bigint, 'after the fix the batch applies the other 8');
+SELECT results_eq($$SELECT event_id FROM fragile_batch_rm ORDER BY position$$,
+    $$SELECT event_id FROM eventstore.read_all(0, 100)$$, '  every event once, none skipped');
+SELECT results_eq($$SELECT checkpoint, last_error, error_count FROM eventstore.projections WHERE name = 'fragile_batch'$$,
+    format('VALUES (%s::bigint, NULL::text, 0)', :head), '  at the head, the error cleared');
+
+-- A handler that fails after CREATE OR REPLACE FUNCTION changed it in the
+-- middle of a batch (here it replaces itself by a LANGUAGE sql function,
+-- which PL/pgSQL, still cached, fails to compile on the next event): the
+-- prefix is applied again with the function looked up anew (the cached one
+-- pointed to what the failed compile freed, and the worker crashed; found
+-- by TAP 043).
+CREATE TABLE self_rm (position bigint PRIMARY KEY);
+CREATE FUNCTION self_h(e eventstore.event) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO self_rm VALUES (e.global_position);
+    IF (e.data->>'amount')::int = 20 THEN
+        EXECUTE $f$CREATE OR REPLACE FUNCTION self_h(e eventstore.event) RETURNS void LANGUAGE sql
+                   AS 'INSERT INTO self_rm VALUES ($1.global_position)'$f$;
+    END IF;
+END $$;
+SELECT lives_ok($$SELECT eventstore.create_projection('self', 'self_h(eventstore.event)')$$,
+    'create_projection of a handler that replaces itself');
+SELECT is(eventstore_internal.worker_run('self', 1000, 100), 3::bigint,
+    'the worker''s batch applies the events up to the one that replaced the handler');
+SELECT results_eq($$SELECT checkpoint, last_error ~ 'syntax error' FROM eventstore.projections WHERE name = 'self'$$,
+    format('VALUES (%s::bigint, true)', pg_temp.pos('acct-1', 3)), '  and records the next one''s error');
+SELECT is(eventstore_internal.worker_run('self', 1000, 100), 7::bigint, '  the next batch runs the new handler');
+SELECT is((SELECT count(*) FROM self_rm), 10::bigint, '  every event once');
 
 -- ---------------------------------------------------------------------
 -- 7. Handlers run as the projection's owner, not as the extension owner

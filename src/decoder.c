@@ -406,6 +406,7 @@ es_change_cursor(LogicalDecodingContext *ctx, EsDecoder *d, ReorderBufferTXN *tx
 	if (isnull)
 		elog(ERROR, "unexpected NULL in column %d of eventstore.events", Anum_es_position);
 
+	memset(&ev, 0, sizeof(ev));	/* its padding goes out too */
 	ev.commit_lsn = txn->final_lsn;
 	ev.seq = seq;
 	ev.position = DatumGetInt64(value);

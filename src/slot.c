@@ -88,6 +88,7 @@
 #include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/resowner.h"
 #include "utils/snapmgr.h"
 
 #include "catalog.h"
@@ -465,6 +466,7 @@ eventstore_create_slot(PG_FUNCTION_ARGS)
 	const char *subscription = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	EsPendingSlot *p;
 	LogicalDecodingContext *ctx;
+	ResourceOwner old_resowner = CurrentResourceOwner;
 
 	CheckSlotPermissions();
 	CheckLogicalDecodingRequirements();
@@ -521,6 +523,15 @@ eventstore_create_slot(PG_FUNCTION_ARGS)
 											   .segment_close = wal_segment_close),
 									NULL, NULL, NULL);
 	DecodingContextFindStartpoint(ctx);
+
+	/*
+	 * Finding the start point decodes the commits of catalog changes in
+	 * internal subtransactions, whose end leaves the top transaction's
+	 * resource owner current: restore the caller's (as
+	 * pg_logical_slot_get_changes does), or the calling statement releases
+	 * its snapshot under the wrong one.
+	 */
+	CurrentResourceOwner = old_resowner;
 	FreeDecodingContext(ctx);
 	ReplicationSlotRelease();	/* a temporary slot stays owned by us */
 

@@ -305,6 +305,15 @@ SELECT 'init' FROM pg_create_logical_replication_slot('dec_slot_late', 'eventsto
 SELECT 'appended' FROM eventstore.append_event('dec-after', 'After');
 SELECT * FROM dec_lines('dec_slot_late', :base, false);
 
+-- 7. output-format cursors (eventstore.poll's format, src/decoder.h): 'E'
+-- and an EsDecodedEvent per event, whose padding bytes (after the xid, on
+-- 64-bit platforms) are zero: they were uninitialised stack bytes.
+SELECT 'appended' FROM eventstore.append('dec-cursors', '[{"type": "C1"}, {"type": "C2"}, {"type": "C3"}]');
+SELECT count(*) AS events,
+       count(*) FILTER (WHERE length(data) = 33 AND substr(data, 30) <> '\x00000000'::bytea) AS padding_not_zero
+  FROM pg_logical_slot_get_binary_changes('dec_slot_late', NULL, NULL, 'output-format', 'cursors')
+ WHERE get_byte(data, 0) = ascii('E');
+
 SELECT pg_drop_replication_slot('dec_slot');
 SELECT pg_drop_replication_slot('dec_slot_late');
 DROP FUNCTION dec_lines(name, bigint, boolean, text[]);

@@ -364,6 +364,21 @@ EsHandlerCall(EsHandler *h, Datum arg)
 	AtEOXact_GUC(false, nestlevel);
 }
 
+/* 42501 unless the current role owns the extension's objects. */
+void
+EsRequireExtensionOwner(const char *function)
+{
+#if PG_VERSION_NUM >= 160000
+	if (!object_ownercheck(RelationRelationId, EsGetCatalog()->events, GetUserId()))
+#else
+	if (!pg_class_ownercheck(EsGetCatalog()->events, GetUserId()))
+#endif
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for function eventstore_internal.%s", function),
+				 errdetail("Only the owner of the eventstore extension's objects may call it.")));
+}
+
 PG_FUNCTION_INFO_V1(eventstore_call_handler);
 
 /*
@@ -383,15 +398,7 @@ PG_FUNCTION_INFO_V1(eventstore_call_handler);
 Datum
 eventstore_call_handler(PG_FUNCTION_ARGS)
 {
-#if PG_VERSION_NUM >= 160000
-	if (!object_ownercheck(RelationRelationId, EsGetCatalog()->events, GetUserId()))
-#else
-	if (!pg_class_ownercheck(EsGetCatalog()->events, GetUserId()))
-#endif
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("permission denied for function eventstore_internal.call_handler"),
-				 errdetail("Only the owner of the eventstore extension's objects may call it.")));
+	EsRequireExtensionOwner("call_handler");
 	if (PG_NARGS() == 3)
 		es_call_as(es_handler_cache(fcinfo, InvalidOid, PG_GETARG_OID(0), PG_GETARG_OID(1)),
 				   ES_DEFAULT_HANDLER_PATH, PG_GETARG_DATUM(2));

@@ -25,6 +25,7 @@ typedef struct EsHandler
 	FmgrInfo	flinfo;
 } EsHandler;
 
+extern void EsRequireExtensionOwner(const char *function);
 extern bool EsHandlerIsBatch(Oid handler);
 extern void EsHandlerInit(EsHandler *h, Oid handler, Oid owner, const char *search_path,
 						  MemoryContext cxt);

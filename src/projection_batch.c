@@ -133,21 +133,6 @@ es_exec(SPIPlanPtr plan, Datum *values, const char *nulls, int expected)
 		elog(ERROR, "unexpected SPI result %s in a projection batch", SPI_result_code_string(rc));
 }
 
-/* 42501 unless the current role owns the extension's objects. */
-static void
-es_require_extension_owner(const char *function)
-{
-#if PG_VERSION_NUM >= 160000
-	if (!object_ownercheck(RelationRelationId, EsGetCatalog()->events, GetUserId()))
-#else
-	if (!pg_class_ownercheck(EsGetCatalog()->events, GetUserId()))
-#endif
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("permission denied for function eventstore_internal.%s", function),
-				 errdetail("Only the owner of the eventstore extension's objects may call it.")));
-}
-
 /* Call the handler for events [lo, hi) of the chunk, in the current (sub)transaction. */
 static void
 es_batch_apply(EsBatch *b, int lo, int hi)
@@ -380,7 +365,9 @@ es_projection_batch(EsBatchKind kind, Oid caller, const char *name, int64 max_co
 							"  FROM eventstore.projection AS p WHERE p.name = $1",
 							1, types), args, NULL, SPI_OK_SELECT);
 			if (SPI_processed != 1)
-				elog(ERROR, "projection \"%s\" does not exist", name);
+				ereport(ERROR,
+						(errcode(ERRCODE_UNDEFINED_OBJECT),
+						 errmsg("projection \"%s\" does not exist", name)));
 			break;
 	}
 	if (SPI_processed != 1)
@@ -550,7 +537,7 @@ PG_FUNCTION_INFO_V1(eventstore_worker_run);
 Datum
 eventstore_worker_run(PG_FUNCTION_ARGS)
 {
-	es_require_extension_owner("worker_run");
+	EsRequireExtensionOwner("worker_run");
 	PG_RETURN_INT64(EsProjectionWorkerBatch(text_to_cstring(PG_GETARG_TEXT_PP(0)),
 											PG_GETARG_INT32(1), PG_GETARG_INT32(2)));
 }
@@ -567,7 +554,7 @@ eventstore_run_projection(PG_FUNCTION_ARGS)
 {
 	int64		max_count = PG_ARGISNULL(2) ? -1 : PG_GETARG_INT32(2);
 
-	es_require_extension_owner("run_projection");
+	EsRequireExtensionOwner("run_projection");
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -595,7 +582,7 @@ PG_FUNCTION_INFO_V1(eventstore_apply_history);
 Datum
 eventstore_apply_history(PG_FUNCTION_ARGS)
 {
-	es_require_extension_owner("apply_history");
+	EsRequireExtensionOwner("apply_history");
 	PG_RETURN_INT64(es_projection_batch(ES_BATCH_HISTORY, InvalidOid,
 										text_to_cstring(PG_GETARG_TEXT_PP(0)), -1, 0));
 }

@@ -161,6 +161,21 @@ static XLogReaderState *es_scan_reader = NULL;
 static LocalTransactionId es_empty_polls_lxid = InvalidLocalTransactionId;
 static List *es_empty_polls = NIL;
 
+static bool
+es_polled_empty(const char *name)
+{
+	ListCell   *lc;
+
+	if (es_empty_polls_lxid != MyProc->lxid)
+		return false;
+	foreach(lc, es_empty_polls)
+	{
+		if (strcmp((char *) lfirst(lc), name) == 0)
+			return true;
+	}
+	return false;
+}
+
 static void
 es_note_empty_poll(const char *name)
 {
@@ -171,6 +186,9 @@ es_note_empty_poll(const char *name)
 		es_empty_polls = NIL;
 		es_empty_polls_lxid = MyProc->lxid;
 	}
+	/* once a name: a loop of empty polls in one transaction adds nothing */
+	if (es_polled_empty(name))
+		return;
 	old = MemoryContextSwitchTo(TopTransactionContext);
 	es_empty_polls = lappend(es_empty_polls, pstrdup(name));
 	MemoryContextSwitchTo(old);
@@ -876,15 +894,5 @@ PG_FUNCTION_INFO_V1(eventstore_polled_empty);
 Datum
 eventstore_polled_empty(PG_FUNCTION_ARGS)
 {
-	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	ListCell   *lc;
-
-	if (es_empty_polls_lxid != MyProc->lxid)
-		PG_RETURN_BOOL(false);
-	foreach(lc, es_empty_polls)
-	{
-		if (strcmp((char *) lfirst(lc), name) == 0)
-			PG_RETURN_BOOL(true);
-	}
-	PG_RETURN_BOOL(false);
+	PG_RETURN_BOOL(es_polled_empty(text_to_cstring(PG_GETARG_TEXT_PP(0))));
 }

@@ -348,19 +348,6 @@ CREATE OR REPLACE FUNCTION eventstore_internal.log_running_xacts(slot_name name)
     LANGUAGE C VOLATILE STRICT;
 COMMENT ON FUNCTION eventstore_internal.log_running_xacts(name) IS 'internal: log a running-transactions record when the slot''s restart_lsn lags far behind its confirmed position, so decoding can move it; the record''s LSN, or NULL';
 
--- Options for the output plugin from a subscription's filter.
-CREATE OR REPLACE FUNCTION eventstore_internal.subscription_options(s eventstore.subscription) RETURNS text[]
-    LANGUAGE sql STABLE
-    SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT ARRAY['write-progress', 'on']
-        || CASE WHEN s.stream_prefix IS NULL THEN '{}'::text[]
-                ELSE ARRAY['stream-prefixes', s.stream_prefix] END
-        || CASE WHEN s.event_types IS NULL THEN '{}'::text[]
-                ELSE ARRAY['event-types', pg_catalog.array_to_string(s.event_types, ',')] END
-$$;
-COMMENT ON FUNCTION eventstore_internal.subscription_options(eventstore.subscription) IS 'internal: output plugin options of a subscription';
-
 -- The subscription row, locked for this transaction, or an error; its
 -- owner is checked before the row is locked.
 CREATE OR REPLACE FUNCTION eventstore_internal.subscription_lock(caller regrole, sub_name text) RETURNS eventstore.subscription
